@@ -1,0 +1,22 @@
+//! Lambda entry point: telemetry, config, clients built once, run.
+
+use std::sync::Arc;
+
+use shared::adapters::{aws_config, secrets_cache, sqs::SqsQueue};
+use shared::config::{Env, IngestConfig};
+use shared::ingest::Ingest;
+use shared::queue::RetryPolicy;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::telemetry::init();
+    let config = IngestConfig::from_env(&Env::from_process())?;
+    let aws = aws_config().await;
+    let ingest = Ingest::new(
+        SqsQueue::new(&aws, &config.queue_url),
+        secrets_cache(&aws, &config.common),
+        config.max_body_bytes,
+        RetryPolicy::default(),
+    );
+    lambda_http::run(webhook_ingest::router(Arc::new(ingest))).await
+}

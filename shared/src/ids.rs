@@ -1,0 +1,255 @@
+//! Typed identifiers. Raw strings are parsed once at the edge; past it they are these types.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a raw string is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{kind} is empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} is longer than {max} characters")]
+    TooLong { kind: &'static str, max: usize },
+    #[error("{kind} must contain only digits")]
+    NotDigits { kind: &'static str },
+    #[error("{kind} contains whitespace or control characters")]
+    BadCharacter { kind: &'static str },
+}
+
+fn check_token(kind: &'static str, raw: &str, max: usize) -> Result<(), IdError> {
+    if raw.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if raw.len() > max {
+        return Err(IdError::TooLong { kind, max });
+    }
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(IdError::BadCharacter { kind });
+    }
+    Ok(())
+}
+
+fn check_digits(kind: &'static str, raw: &str, max: usize) -> Result<(), IdError> {
+    check_token(kind, raw, max)?;
+    if !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(IdError::NotDigits { kind });
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses and validates a raw identifier.
+            pub fn parse(raw: impl Into<String>) -> Result<Self, IdError> {
+                let raw = raw.into();
+                ($check)($kind, raw.as_str())?;
+                Ok(Self(raw))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(raw: String) -> Result<Self, IdError> {
+                Self::parse(raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id!(
+    /// Meta's id of a business phone number; the tenant key.
+    PhoneNumberId, "phone_number_id", |k, r| check_digits(k, r, 32)
+);
+string_id!(
+    /// A customer's WhatsApp id (their phone number in international form, digits only).
+    /// It prints masked to its last four digits, so it can never leak into a log whole.
+    WaId, "wa_id", |k, r| check_digits(k, r, 32)
+);
+string_id!(
+    /// A WhatsApp message id (`wamid.…`).
+    Wamid, "wamid", |k, r| check_token(k, r, 256)
+);
+string_id!(
+    /// The stable identity of one webhook event, used for de-duplication.
+    EventId, "event_id", |k, r| check_token(k, r, 512)
+);
+string_id!(
+    /// A workspace (tenant) of the dashboard.
+    WorkspaceId, "workspace_id", |k, r| check_token(k, r, 64)
+);
+
+impl fmt::Display for PhoneNumberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for PhoneNumberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhoneNumberId({})", self.0)
+    }
+}
+impl fmt::Display for Wamid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for Wamid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Wamid({})", self.0)
+    }
+}
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({})", self.0)
+    }
+}
+impl fmt::Display for WorkspaceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for WorkspaceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WorkspaceId({})", self.0)
+    }
+}
+
+/// Masks a phone number to its last four characters, e.g. `*******1234`.
+pub fn mask_phone(raw: &str) -> String {
+    let n = raw.chars().count();
+    let keep = n.min(4);
+    let mut out: String = "*".repeat(n - keep);
+    out.extend(raw.chars().skip(n - keep));
+    out
+}
+
+impl fmt::Display for WaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&mask_phone(&self.0))
+    }
+}
+impl fmt::Debug for WaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WaId({})", mask_phone(&self.0))
+    }
+}
+
+/// One conversation: a business number talking to one customer.
+/// It is the SQS FIFO message group, so each conversation is processed in order.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConversationKey {
+    pub phone_number_id: PhoneNumberId,
+    pub wa_id: WaId,
+}
+
+impl ConversationKey {
+    pub fn new(phone_number_id: PhoneNumberId, wa_id: WaId) -> Self {
+        Self {
+            phone_number_id,
+            wa_id,
+        }
+    }
+
+    /// The unmasked `phone_number_id:wa_id` form, used as a message group and storage key.
+    pub fn to_key(&self) -> String {
+        format!("{}:{}", self.phone_number_id.as_str(), self.wa_id.as_str())
+    }
+}
+
+impl fmt::Debug for ConversationKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ConversationKey({}:{})",
+            self.phone_number_id, self.wa_id
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_number_ids_must_be_digits() {
+        assert!(PhoneNumberId::parse("106540352242922").is_ok());
+        assert_eq!(
+            PhoneNumberId::parse("10654a").unwrap_err(),
+            IdError::NotDigits {
+                kind: "phone_number_id"
+            }
+        );
+        assert_eq!(
+            PhoneNumberId::parse("").unwrap_err(),
+            IdError::Empty {
+                kind: "phone_number_id"
+            }
+        );
+    }
+
+    #[test]
+    fn wa_ids_print_masked_to_their_last_four_digits() {
+        let id = WaId::parse("16505551234").unwrap();
+        assert_eq!(id.to_string(), "*******1234");
+        assert_eq!(format!("{id:?}"), "WaId(*******1234)");
+        assert_eq!(id.as_str(), "16505551234");
+    }
+
+    #[test]
+    fn masking_short_numbers_keeps_what_there_is() {
+        assert_eq!(mask_phone("123"), "123");
+        assert_eq!(mask_phone(""), "");
+    }
+
+    #[test]
+    fn wamids_reject_whitespace() {
+        assert!(Wamid::parse("wamid.HBgL==").is_ok());
+        assert!(Wamid::parse("wamid .x").is_err());
+    }
+
+    #[test]
+    fn conversation_keys_join_tenant_and_customer_unmasked() {
+        let key = ConversationKey::new(
+            PhoneNumberId::parse("106540352242922").unwrap(),
+            WaId::parse("16505551234").unwrap(),
+        );
+        assert_eq!(key.to_key(), "106540352242922:16505551234");
+        assert!(!format!("{key:?}").contains("5551234"));
+    }
+
+    #[test]
+    fn ids_deserialize_through_validation() {
+        let ok: Result<WaId, _> = serde_json::from_str("\"16505551234\"");
+        assert!(ok.is_ok());
+        let bad: Result<WaId, _> = serde_json::from_str("\"+1 650\"");
+        assert!(bad.is_err());
+    }
+}

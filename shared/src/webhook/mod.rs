@@ -1,0 +1,310 @@
+//! Normalisation: one signed delivery, from Meta or Kapso, becomes one [`Envelope`] per event.
+
+pub mod kapso;
+pub mod meta;
+
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use crate::envelope::{Envelope, EnvelopeParts, EventKind, Source, content_event_id};
+use crate::ids::{EventId, PhoneNumberId, WaId};
+
+/// What is known about a delivery besides its body.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryContext<'a> {
+    /// Who signed it.
+    pub source: Source,
+    /// Kapso's `X-Webhook-Event` header.
+    pub event_header: Option<&'a str>,
+    /// Kapso's `X-Idempotency-Key` header.
+    pub idempotency_key: Option<&'a str>,
+    pub received_at: OffsetDateTime,
+}
+
+/// Why a body is not a webhook at all. Both mean the sender must fix something: HTTP 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("body is not a WhatsApp webhook: {0}")]
+    Unrecognised(String),
+}
+
+/// An event that was read but cannot be routed, with the reason. Logged, not enqueued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub what: String,
+    pub reason: String,
+}
+
+/// The result of normalising one delivery.
+#[derive(Debug, Default)]
+pub struct Normalised {
+    pub envelopes: Vec<Envelope>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Normalised {
+    fn skip(&mut self, what: impl Into<String>, reason: impl Into<String>) {
+        self.skipped.push(Skipped {
+            what: what.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// Splits a delivery into envelopes. Malformed JSON or a body of no known shape is an error;
+/// a well-formed delivery with nothing actionable in it is an empty, successful result.
+pub fn normalise(body: &[u8], ctx: &DeliveryContext<'_>) -> Result<Normalised, PayloadError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| PayloadError::MalformedJson(format!("body is not UTF-8: {e}")))?;
+    let top: kapso::TopLevel<'_> =
+        serde_json::from_str(text).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
+    let mut out = Normalised::default();
+
+    if let Some(object) = top.object.as_deref() {
+        if object != "whatsapp_business_account" {
+            out.skip(
+                format!("object {object}"),
+                "not a WhatsApp Business Account webhook",
+            );
+            return Ok(out);
+        }
+        let entries = top.entry.map(RawValue::get).unwrap_or("[]");
+        let entries: Vec<meta::Entry<'_>> = serde_json::from_str(entries)
+            .map_err(|e| PayloadError::Unrecognised(format!("entry: {e}")))?;
+        for entry in &entries {
+            for change in &entry.changes {
+                meta_change(change, ctx, &mut out)?;
+            }
+        }
+        return Ok(out);
+    }
+
+    let header = ctx.event_header.map(str::trim).filter(|h| !h.is_empty());
+    match (top.batch, top.data) {
+        (Some(true), Some(data)) => {
+            let event_type = top.kind.as_deref().or(header).ok_or_else(|| {
+                PayloadError::Unrecognised("a batch must name its event type".into())
+            })?;
+            let items: Vec<&RawValue> = serde_json::from_str(data.get())
+                .map_err(|e| PayloadError::Unrecognised(format!("batch data: {e}")))?;
+            for item in items {
+                // A batch key names the whole batch, not one event, so it is not an event id.
+                kapso_event(event_type, item, None, ctx, &mut out)?;
+            }
+        }
+        (_, Some(data)) if top.event.is_some() || top.kind.is_some() => {
+            let event_type = top
+                .event
+                .as_deref()
+                .or(top.kind.as_deref())
+                .unwrap_or_default();
+            kapso_event(event_type, data, ctx.idempotency_key, ctx, &mut out)?;
+        }
+        _ => {
+            let event_type = header.or(top.event.as_deref()).or(top.kind.as_deref()).ok_or_else(|| {
+                PayloadError::Unrecognised(
+                    "neither a Meta payload nor a Kapso event (no X-Webhook-Event header or event type)"
+                        .into(),
+                )
+            })?;
+            let whole: &RawValue = serde_json::from_str(text)
+                .map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
+            kapso_event(event_type, whole, ctx.idempotency_key, ctx, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn meta_change(
+    change: &meta::Change<'_>,
+    ctx: &DeliveryContext<'_>,
+    out: &mut Normalised,
+) -> Result<(), PayloadError> {
+    if change.field != "messages" {
+        out.skip(format!("change {}", change.field), "not a messages change");
+        return Ok(());
+    }
+    let Some(value) = change.value else {
+        out.skip("change messages", "no value");
+        return Ok(());
+    };
+    let value: meta::MessagesValue<'_> = serde_json::from_str(value.get())
+        .map_err(|e| PayloadError::Unrecognised(format!("messages value: {e}")))?;
+    let Ok(tenant) = PhoneNumberId::parse(value.metadata.phone_number_id.as_str()) else {
+        out.skip(
+            "change messages",
+            "metadata.phone_number_id is not a phone number id",
+        );
+        return Ok(());
+    };
+
+    for raw in &value.messages {
+        let Ok(head) = serde_json::from_str::<meta::MessageHead>(raw.get()) else {
+            out.skip("message", "message has no id");
+            continue;
+        };
+        let wa_id = head.from.as_deref().and_then(|f| WaId::parse(f).ok());
+        let profile_name = value
+            .contacts
+            .iter()
+            .find(|c| c.wa_id.is_some() && c.wa_id.as_deref() == head.from.as_deref())
+            .or(value.contacts.first().filter(|_| value.contacts.len() == 1))
+            .and_then(|c| c.profile.as_ref()?.name.clone());
+        push(
+            out,
+            EnvelopeParts {
+                event_id: event_id(format!("msg:{}", head.id), raw),
+                kind: EventKind::InboundMessage,
+                event_type: head.kind.unwrap_or_else(|| "unknown".into()),
+                source: ctx.source,
+                phone_number_id: tenant.clone(),
+                wa_id,
+                profile_name,
+                received_at: ctx.received_at,
+                occurred_at: head.timestamp.as_deref().and_then(unix_seconds),
+                raw: to_owned(raw),
+            },
+        );
+    }
+    for raw in &value.statuses {
+        let Ok(head) = serde_json::from_str::<meta::StatusHead>(raw.get()) else {
+            out.skip("status", "status has no id or status");
+            continue;
+        };
+        push(
+            out,
+            EnvelopeParts {
+                event_id: event_id(format!("status:{}:{}", head.id, head.status), raw),
+                kind: EventKind::Status,
+                event_type: head.status,
+                source: ctx.source,
+                phone_number_id: tenant.clone(),
+                wa_id: head
+                    .recipient_id
+                    .as_deref()
+                    .and_then(|r| WaId::parse(r).ok()),
+                profile_name: None,
+                received_at: ctx.received_at,
+                occurred_at: head.timestamp.as_deref().and_then(unix_seconds),
+                raw: to_owned(raw),
+            },
+        );
+    }
+    for raw in &value.errors {
+        push(
+            out,
+            EnvelopeParts {
+                event_id: content_event_id("error", raw),
+                kind: EventKind::Error,
+                event_type: "error".into(),
+                source: ctx.source,
+                phone_number_id: tenant.clone(),
+                wa_id: None,
+                profile_name: None,
+                received_at: ctx.received_at,
+                occurred_at: None,
+                raw: to_owned(raw),
+            },
+        );
+    }
+    Ok(())
+}
+
+fn kapso_event(
+    event_type: &str,
+    raw: &RawValue,
+    idempotency_key: Option<&str>,
+    ctx: &DeliveryContext<'_>,
+    out: &mut Normalised,
+) -> Result<(), PayloadError> {
+    let head: kapso::EventHead = serde_json::from_str(raw.get())
+        .map_err(|e| PayloadError::Unrecognised(format!("{event_type}: {e}")))?;
+    let Some(tenant) = head
+        .phone_number_id()
+        .and_then(|p| PhoneNumberId::parse(p).ok())
+    else {
+        out.skip(event_type, "no phone_number_id to route by");
+        return Ok(());
+    };
+    let wa_id = head.wa_id().and_then(|w| WaId::parse(w).ok());
+    let keyed = |prefix: &str| match idempotency_key.map(str::trim).filter(|k| !k.is_empty()) {
+        Some(key) => event_id(format!("kapso:{key}"), raw),
+        None => content_event_id(prefix, raw),
+    };
+
+    let (kind, short_type, id) = if let Some(suffix) = event_type.strip_prefix("whatsapp.message.")
+    {
+        let Some(message) = head.message.as_ref() else {
+            out.skip(event_type, "message event without a message");
+            return Ok(());
+        };
+        match suffix {
+            "received" if head.direction() == Some("outbound") => (
+                EventKind::OutboundMessage,
+                message.kind.clone().unwrap_or_else(|| "unknown".into()),
+                event_id(format!("out:{}", message.id), raw),
+            ),
+            "received" => (
+                EventKind::InboundMessage,
+                message.kind.clone().unwrap_or_else(|| "unknown".into()),
+                event_id(format!("msg:{}", message.id), raw),
+            ),
+            status => (
+                EventKind::Status,
+                status.to_owned(),
+                event_id(format!("status:{}:{status}", message.id), raw),
+            ),
+        }
+    } else if event_type.starts_with("whatsapp.conversation.") {
+        (
+            EventKind::Conversation,
+            event_type.to_owned(),
+            keyed("conversation"),
+        )
+    } else {
+        (EventKind::Account, event_type.to_owned(), keyed("account"))
+    };
+
+    let occurred_at = head
+        .message
+        .as_ref()
+        .and_then(|m| m.timestamp.as_deref())
+        .and_then(unix_seconds);
+    push(
+        out,
+        EnvelopeParts {
+            event_id: id,
+            kind,
+            event_type: short_type,
+            source: ctx.source,
+            phone_number_id: tenant,
+            wa_id,
+            profile_name: head.contact_name().map(str::to_owned),
+            received_at: ctx.received_at,
+            occurred_at,
+            raw: to_owned(raw),
+        },
+    );
+    Ok(())
+}
+
+fn push(out: &mut Normalised, parts: EnvelopeParts) {
+    out.envelopes.push(Envelope::new(parts));
+}
+
+/// Builds an id from the event's own identity, falling back to its content if that identity
+/// is not a usable id (e.g. a wamid with whitespace).
+fn event_id(id: String, raw: &RawValue) -> EventId {
+    EventId::parse(id).unwrap_or_else(|_| content_event_id("event", raw))
+}
+
+fn to_owned(raw: &RawValue) -> Box<RawValue> {
+    raw.to_owned()
+}
+
+fn unix_seconds(raw: &str) -> Option<OffsetDateTime> {
+    let secs: i64 = raw.trim().parse().ok()?;
+    OffsetDateTime::from_unix_timestamp(secs).ok()
+}
