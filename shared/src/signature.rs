@@ -105,7 +105,7 @@ mod tests {
         SecretString::from(s.to_owned())
     }
 
-    fn headers(pairs: &[(&'static str, String)]) -> impl Fn(&str) -> Option<&str> {
+    fn headers<'a>(pairs: &'a [(&'static str, String)]) -> impl Fn(&str) -> Option<&'a str> + 'a {
         move |name| {
             pairs
                 .iter()

@@ -1,1 +1,10 @@
+//! The webhook ingest suite: the real handler against moto (SQS, Secrets Manager on loopback),
+//! driven by API Gateway v2 events built from real payload fixtures.
 
+mod deliveries;
+mod end_to_end;
+mod handshake;
+mod normalisation;
+mod robustness;
+mod signatures;
+mod template;

@@ -22,8 +22,6 @@ pub struct TopLevel<'a> {
     pub kind: Option<String>,
     #[serde(default)]
     pub event: Option<String>,
-    #[serde(default)]
-    pub batch: Option<bool>,
     #[serde(default, borrow)]
     pub data: Option<&'a RawValue>,
 }

@@ -82,19 +82,28 @@ pub fn normalise(body: &[u8], ctx: &DeliveryContext<'_>) -> Result<Normalised, P
     }
 
     let header = ctx.event_header.map(str::trim).filter(|h| !h.is_empty());
-    match (top.batch, top.data) {
-        (Some(true), Some(data)) => {
-            let event_type = top.kind.as_deref().or(header).ok_or_else(|| {
-                PayloadError::Unrecognised("a batch must name its event type".into())
-            })?;
+    // A batch is told by its `data` array (Kapso also sets `batch: true` and X-Webhook-Batch).
+    let data_is_array = top
+        .data
+        .is_some_and(|d| d.get().trim_start().starts_with('['));
+    match top.data {
+        Some(data) if data_is_array => {
+            let event_type = top
+                .kind
+                .as_deref()
+                .or(top.event.as_deref())
+                .or(header)
+                .ok_or_else(|| {
+                    PayloadError::Unrecognised("a batch must name its event type".into())
+                })?;
             let items: Vec<&RawValue> = serde_json::from_str(data.get())
                 .map_err(|e| PayloadError::Unrecognised(format!("batch data: {e}")))?;
             for item in items {
-                // A batch key names the whole batch, not one event, so it is not an event id.
+                // A batch's key names the whole batch, not one event, so it is no event id.
                 kapso_event(event_type, item, None, ctx, &mut out)?;
             }
         }
-        (_, Some(data)) if top.event.is_some() || top.kind.is_some() => {
+        Some(data) if top.event.is_some() || top.kind.is_some() => {
             let event_type = top
                 .event
                 .as_deref()
