@@ -14,8 +14,9 @@ from moto.server import ThreadedMotoServer
 
 def main() -> None:
     port = int(sys.argv[1])
+    host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
     parent = os.getppid()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"ready {port}", flush=True)

@@ -180,6 +180,22 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_body_signed_with_a_key_verifies_and_any_flipped_byte_does_not(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..2048),
+            key in "[ -~]{1,64}",
+            flip in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let h = [(META_SIGNATURE_HEADER, format!("sha256={}", sign_hex(&key, &body)))];
+            let sig = PresentedSignature::from_headers(headers(&h)).unwrap();
+            proptest::prop_assert_eq!(sig.verify(&body, Some(&secret(&key))), Ok(()));
+            let mut tampered = body.clone();
+            tampered[flip.index(body.len())] ^= 0x01;
+            proptest::prop_assert_eq!(sig.verify(&tampered, Some(&secret(&key))), Err(SignatureError::Mismatch));
+        }
+    }
+
     #[test]
     fn no_header_means_missing() {
         assert_eq!(

@@ -21,10 +21,14 @@ fn the_ingest_routes_in_the_template_the_router_and_the_local_stack_agree() {
     from_router.sort();
     assert_eq!(from_template, from_router);
 
-    let cargo: toml_like::Manifest = toml_like::read(&paths::root().join("Cargo.toml"));
+    let manifest: toml::Table = std::fs::read_to_string(paths::root().join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let router = &manifest["workspace"]["metadata"]["lambda"]["watch"]["router"];
     for path in webhook_ingest::ROUTES {
         assert_eq!(
-            cargo.route(path).as_deref(),
+            router[path].as_str(),
             Some("webhook-ingest"),
             "{path} in cargo-lambda's router"
         );
@@ -106,30 +110,31 @@ async fn the_function_environment_is_resolved_from_the_template() {
     );
 }
 
-/// Just enough TOML reading to find cargo-lambda's router table without another dependency.
-mod toml_like {
-    use std::path::Path;
-
-    pub struct Manifest(String);
-
-    pub fn read(path: &Path) -> Manifest {
-        Manifest(std::fs::read_to_string(path).unwrap())
+/// The `events/` fixtures for `sam local invoke`, run through the handler with the local
+/// stack's secrets: each gets the status its name promises.
+#[tokio::test]
+async fn the_sam_local_event_fixtures_get_the_statuses_they_are_named_for() {
+    let stack = integration_tests::spawn_stack_with(serde_json::json!({
+        "meta_app_secret": "local-meta-app-secret",
+        "meta_verify_token": "local-verify-token",
+        "kapso_webhook_secret": "local-kapso-webhook-secret",
+    }))
+    .await;
+    let router = stack.ingest();
+    for (file, status) in [
+        ("webhook-verify.json", 200),
+        ("webhook-meta-text.json", 200),
+        ("webhook-meta-text-base64.json", 200),
+        ("webhook-kapso-batch.json", 200),
+        ("webhook-bad-signature.json", 401),
+    ] {
+        let event = std::fs::read_to_string(paths::root().join("events").join(file)).unwrap();
+        let response = integration_tests::send_event(&event, &router).await;
+        assert_eq!(response.status, status, "{file}: {}", response.body);
     }
-
-    impl Manifest {
-        pub fn route(&self, path: &str) -> Option<String> {
-            let table = self
-                .0
-                .split("[workspace.metadata.lambda.watch.router]")
-                .nth(1)?;
-            table
-                .lines()
-                .take_while(|l| !l.starts_with('['))
-                .find_map(|l| {
-                    let (key, value) = l.split_once('=')?;
-                    (key.trim().trim_matches('"') == path)
-                        .then(|| value.trim().trim_matches('"').to_owned())
-                })
-        }
-    }
+    assert_eq!(
+        stack.drain().await.len(),
+        4,
+        "one text message and a batch of three"
+    );
 }

@@ -317,28 +317,33 @@ impl ApiRequest {
 
     /// Sends the request through `router` in-process and returns status, headers and body.
     pub async fn send(&self, router: &Router) -> Response {
-        let request = lambda_http::request::from_str(&self.event().to_string())
-            .expect("lambda_http accepts the API Gateway event");
-        let response = router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("routers are infallible");
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("response body");
-        Response {
-            status,
-            content_type,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
+        send_event(&self.event().to_string(), router).await
+    }
+}
+
+/// Parses an API Gateway v2 event as the Lambda runtime would and runs it through `router`.
+pub async fn send_event(event: &str, router: &Router) -> Response {
+    let request =
+        lambda_http::request::from_str(event).expect("lambda_http accepts the API Gateway event");
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("routers are infallible");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("response body");
+    Response {
+        status,
+        content_type,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
 

@@ -26,8 +26,9 @@ struct Stack {
 }
 
 async fn start_stack() -> anyhow::Result<Stack> {
-    let moto_port = port_from_env("MOTO_PORT")?;
-    let moto = MotoServer::start(moto_port).context("starting moto")?;
+    let moto_host = std::env::var("MOTO_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let moto =
+        MotoServer::start_on(&moto_host, port_from_env("MOTO_PORT")?).context("starting moto")?;
     step(&format!("moto is serving AWS APIs at {}", moto.endpoint));
 
     let template = Template::load(&paths::template())?;

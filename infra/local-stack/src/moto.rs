@@ -14,8 +14,13 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts moto on `port` (a free one if `None`) and waits until it accepts requests.
+    /// Starts moto on 127.0.0.1:`port` (a free port if `None`) and waits until it accepts requests.
     pub fn start(port: Option<u16>) -> anyhow::Result<Self> {
+        Self::start_on("127.0.0.1", port)
+    }
+
+    /// Starts moto on `host` (e.g. `0.0.0.0`, so `sam local`'s containers can reach it).
+    pub fn start_on(host: &str, port: Option<u16>) -> anyhow::Result<Self> {
         let port = match port {
             Some(p) => p,
             None => crate::free_port()?,
@@ -30,6 +35,7 @@ impl MotoServer {
         let mut child = Command::new(&python)
             .arg(paths::root().join("infra/local/moto_server.py"))
             .arg(port.to_string())
+            .arg(host)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
