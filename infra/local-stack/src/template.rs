@@ -482,3 +482,126 @@ pub fn sam_env_json(
     }
     Ok(serde_json::Value::Object(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE: &str = r#"
+Parameters:
+  Stage:
+    Type: String
+    Default: dev
+Globals:
+  Function:
+    Environment:
+      Variables:
+        STAGE: !Ref Stage
+Resources:
+  Q:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${AWS::StackName}-q.fifo"
+      FifoQueue: true
+      VisibilityTimeout: 30
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt D.Arn
+        maxReceiveCount: 5
+  D:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: d.fifo
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment:
+        Variables:
+          QUEUE: !Ref Q
+          LONG_ARN: { "Fn::GetAtt": ["D", "Arn"] }
+          BOTH: !Sub "${Stage}/${Q.QueueName}"
+          LIMIT: 42
+"#;
+
+    fn provisioned() -> Provisioned {
+        let queue = |name: &str| Queue {
+            name: name.into(),
+            url: format!("http://moto/{name}"),
+            arn: format!("arn:aws:sqs:us-east-1:123456789012:{name}"),
+        };
+        Provisioned {
+            stack_name: "s".into(),
+            queues: [
+                ("Q".into(), queue("s-q.fifo")),
+                ("D".into(), queue("d.fifo")),
+            ]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn function_environments_merge_globals_and_resolve_every_intrinsic_form() {
+        let template = Template::parse(TEMPLATE).unwrap();
+        let env = template.function_env("F", &provisioned()).unwrap();
+        assert_eq!(env["STAGE"], "dev");
+        assert_eq!(env["QUEUE"], "http://moto/s-q.fifo");
+        assert_eq!(env["LONG_ARN"], "arn:aws:sqs:us-east-1:123456789012:d.fifo");
+        assert_eq!(env["BOTH"], "dev/s-q.fifo");
+        assert_eq!(env["LIMIT"], "42");
+    }
+
+    #[test]
+    fn queue_properties_become_sqs_attributes_with_the_redrive_policy_as_json() {
+        let template = Template::parse(TEMPLATE).unwrap();
+        let p = provisioned();
+        let attributes = queue_attributes(template.properties("Q").unwrap(), |v| {
+            template.resolve(v, &p)
+        })
+        .unwrap();
+        let get = |name: QueueAttributeName| {
+            attributes
+                .iter()
+                .find(|(a, _)| *a == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get(QueueAttributeName::FifoQueue), "true");
+        assert_eq!(get(QueueAttributeName::VisibilityTimeout), "30");
+        let redrive: serde_json::Value =
+            serde_json::from_str(&get(QueueAttributeName::RedrivePolicy)).unwrap();
+        assert_eq!(redrive["maxReceiveCount"], 5);
+        assert_eq!(
+            redrive["deadLetterTargetArn"],
+            "arn:aws:sqs:us-east-1:123456789012:d.fifo"
+        );
+    }
+
+    #[test]
+    fn a_queue_property_sqs_does_not_know_is_an_error_not_silently_dropped() {
+        let template = Template::parse(
+            "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: q\n      Bogus: 1\n",
+        )
+        .unwrap();
+        let err =
+            queue_attributes(template.properties("Q").unwrap(), |v| Ok(v.clone())).unwrap_err();
+        assert!(err.to_string().contains("Bogus"), "{err}");
+    }
+
+    #[test]
+    fn an_unsupported_intrinsic_is_an_error() {
+        let template = Template::parse(TEMPLATE).unwrap();
+        let value: Value = serde_norway::from_str("!Join [\"-\", [a, b]]").unwrap();
+        assert!(template.resolve(&value, &provisioned()).is_err());
+    }
+
+    #[test]
+    fn the_project_template_declares_the_resources_the_local_stack_creates() {
+        let template = Template::load(&crate::paths::template()).unwrap();
+        assert_eq!(template.of_type("AWS::SQS::Queue").len(), 2);
+        assert_eq!(template.of_type("AWS::DynamoDB::Table"), ["AppTable"]);
+        assert_eq!(
+            template.of_type("AWS::SecretsManager::Secret"),
+            ["AppSecret"]
+        );
+    }
+}
