@@ -108,6 +108,65 @@ impl IngestConfig {
     }
 }
 
+/// Settings of the message processor.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    pub common: CommonConfig,
+    /// The app table (`TABLE_NAME`).
+    pub table_name: String,
+    pub settings: crate::processor::ProcessorSettings,
+    pub whatsapp: crate::whatsapp::WhatsAppConfig,
+}
+
+impl ProcessorConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = crate::processor::ProcessorSettings::default();
+        let seconds = |name, default: Duration| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(env.parsed(name, default.as_secs())?))
+        };
+        let sealion = env
+            .optional("SEALION_URL")
+            .or_else(|| env.optional("OLLAMA_BASE_URL"))
+            .map(str::to_owned);
+        let settings = crate::processor::ProcessorSettings {
+            max_message_age: seconds("MAX_MESSAGE_AGE_SECONDS", defaults.max_message_age)?,
+            conversation_inactivity: Duration::from_secs(
+                60 * env.parsed(
+                    "CONVERSATION_INACTIVITY_MINUTES",
+                    defaults.conversation_inactivity.as_secs() / 60,
+                )?,
+            ),
+            tenant_cache_ttl: seconds("TENANT_CACHE_SECONDS", defaults.tenant_cache_ttl)?,
+            grok_base_url: env
+                .optional("GROK_BASE_URL")
+                .unwrap_or(&defaults.grok_base_url)
+                .to_owned(),
+            sealion_base_url: sealion,
+            ..defaults
+        };
+        Ok(Self {
+            common: CommonConfig::from_env(env)?,
+            table_name: env.required("TABLE_NAME")?.to_owned(),
+            settings,
+            whatsapp: crate::whatsapp::WhatsAppConfig {
+                kapso_base_url: env
+                    .optional("KAPSO_BASE_URL")
+                    .unwrap_or("https://api.kapso.ai")
+                    .to_owned(),
+                meta_base_url: env
+                    .optional("META_GRAPH_BASE_URL")
+                    .unwrap_or("https://graph.facebook.com")
+                    .to_owned(),
+                graph_version: env
+                    .optional("META_GRAPH_VERSION")
+                    .unwrap_or("v24.0")
+                    .to_owned(),
+                request_timeout: seconds("WHATSAPP_TIMEOUT_SECONDS", Duration::from_secs(10))?,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +203,27 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn processor_config_reads_sealion_from_either_variable_and_defaults_the_rest() {
+        let env = Env::from_pairs([
+            ("APP_SECRET_ID", "app"),
+            ("TABLE_NAME", "t"),
+            ("OLLAMA_BASE_URL", "http://ollama:11434/v1"),
+            ("CONVERSATION_INACTIVITY_MINUTES", "30"),
+        ]);
+        let config = ProcessorConfig::from_env(&env).unwrap();
+        assert_eq!(
+            config.settings.sealion_base_url.as_deref(),
+            Some("http://ollama:11434/v1")
+        );
+        assert_eq!(
+            config.settings.conversation_inactivity,
+            Duration::from_secs(1800)
+        );
+        assert_eq!(config.settings.max_message_age, Duration::from_secs(600));
+        assert_eq!(config.whatsapp.graph_version, "v24.0");
     }
 
     #[test]

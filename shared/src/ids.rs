@@ -101,6 +101,29 @@ string_id!(
     WorkspaceId, "workspace_id", |k, r| check_token(k, r, 64)
 );
 
+string_id!(
+    /// One conversation with a contact: a ULID, so conversation ids sort by start time.
+    ConversationId, "conversation_id", |k, r| check_token(k, r, 64)
+);
+
+impl ConversationId {
+    /// A new id for a conversation starting at `at`.
+    pub fn new_at(at: time::OffsetDateTime) -> Self {
+        Self(ulid::Ulid::from_datetime(at.into()).to_string())
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConversationId({})", self.0)
+    }
+}
+
 impl fmt::Display for PhoneNumberId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

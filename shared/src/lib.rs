@@ -4,12 +4,19 @@
 //! SDK code lives under `adapters`.
 
 pub mod adapters;
+pub mod ai;
 pub mod config;
+pub mod crm;
 pub mod envelope;
 pub mod ids;
 pub mod ingest;
+pub mod optout;
+pub mod processor;
 pub mod queue;
+pub mod retry;
 pub mod secrets;
 pub mod signature;
+pub mod store;
 pub mod telemetry;
 pub mod webhook;
+pub mod whatsapp;

@@ -2,9 +2,9 @@
 //! bounded, jittered retry of the entries the queue refused. Nothing counts as enqueued until
 //! the queue said so.
 
-use std::{future::Future, time::Duration};
+use std::future::Future;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+pub use crate::retry::RetryPolicy;
 
 use crate::envelope::{ENVELOPE_MAX_BYTES, Envelope};
 
@@ -84,34 +84,6 @@ pub trait EnvelopeQueue: Send + Sync + 'static {
         &self,
         batch: &[QueuedMessage],
     ) -> impl Future<Output = Result<Vec<FailedEntry>, QueueError>> + Send;
-}
-
-/// How refused entries are retried: a few jittered, exponentially spaced attempts,
-/// short enough to finish well inside a webhook's response deadline.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy(ExponentialBuilder);
-
-impl RetryPolicy {
-    pub fn new(retries: usize, first: Duration, max: Duration) -> Self {
-        Self(
-            ExponentialBuilder::default()
-                .with_min_delay(first)
-                .with_max_delay(max)
-                .with_max_times(retries)
-                .with_jitter(),
-        )
-    }
-
-    /// The delays before each retry.
-    pub fn delays(&self) -> impl Iterator<Item = Duration> {
-        self.0.build()
-    }
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self::new(3, Duration::from_millis(50), Duration::from_millis(500))
-    }
 }
 
 /// Splits messages into batches SQS accepts: at most ten entries and 256 KiB each.
@@ -197,6 +169,8 @@ mod tests {
 
     use serde_json::value::RawValue;
     use time::OffsetDateTime;
+
+    use std::time::Duration;
 
     use super::*;
     use crate::envelope::{EnvelopeParts, EventKind, Source};

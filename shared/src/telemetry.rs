@@ -19,3 +19,36 @@ pub fn init() {
         tracing::debug!("telemetry already initialised");
     }
 }
+
+/// Emits a CloudWatch metric as an Embedded Metric Format log line (no API call: CloudWatch
+/// extracts it from the log). Namespace `WhatsAppBackend`.
+pub fn count_metric(name: &str, value: u64) {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let line = serde_json::json!({
+        "_aws": {
+            "Timestamp": millis,
+            "CloudWatchMetrics": [{
+                "Namespace": "WhatsAppBackend",
+                "Dimensions": [[]],
+                "Metrics": [{ "Name": name, "Unit": "Count" }]
+            }]
+        },
+        name: value
+    });
+    println!("{line}");
+}
+
+/// An error and its sources, joined: what `error.cause_chain` log fields hold.
+pub fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

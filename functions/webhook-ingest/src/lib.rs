@@ -15,6 +15,7 @@ use shared::ingest::{Delivery, Handshake, HandshakeError, Ingest, IngestError};
 use shared::queue::EnvelopeQueue;
 use shared::secrets::SecretSource;
 use shared::signature::SignatureError;
+use shared::telemetry::cause_chain;
 use shared::webhook::PayloadError;
 use time::OffsetDateTime;
 use tracing::Instrument;
@@ -160,15 +161,4 @@ fn request_id(context: &Option<axum::Extension<lambda_http::Context>>) -> String
         .as_ref()
         .map(|c| c.request_id.clone())
         .unwrap_or_default()
-}
-
-fn cause_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }

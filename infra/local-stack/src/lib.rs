@@ -1,8 +1,10 @@
 //! The embedded local stack: AWS on loopback (moto), the resources of `template.yaml`, and the
 //! functions under `cargo lambda watch`. The demo and the integration tests both stand on it.
 
+pub mod bridge;
 pub mod moto;
 pub mod paths;
+pub mod standins;
 pub mod template;
 pub mod watch;
 

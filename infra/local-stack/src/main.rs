@@ -5,9 +5,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
+use local_stack::bridge::{Bridge, HttpInvoker};
+use local_stack::standins::{self, StandIn};
 use local_stack::watch::LambdaWatch;
-use local_stack::{MotoServer, Provisioned, Template, aws_config_for, aws_env, free_port, paths};
+use local_stack::{MotoServer, Template, aws_config_for, aws_env, free_port, paths};
 use serde_json::{Value, json};
+use shared::adapters::dynamo::{self, DynamoStore};
+use shared::crm::{AiConfig, Integration, IntegrationStatus, Provider};
+use shared::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
 use shared::signature::sign_hex;
 
 /// Local-only secrets. They protect nothing: the stack listens on loopback only.
@@ -17,12 +22,14 @@ const KAPSO_SECRET: &str = "local-kapso-webhook-secret";
 const STACK_NAME: &str = "whatsapp-local";
 const PHONE_NUMBER_ID: &str = "106540352242922";
 const CUSTOMER: &str = "16505551234";
+const WORKSPACE: &str = "demo-shop";
 
 struct Stack {
     _moto: MotoServer,
     watch: LambdaWatch,
-    provisioned: Provisioned,
-    aws: aws_config::SdkConfig,
+    whatsapp: StandIn,
+    _llm: Option<StandIn>,
+    store: DynamoStore,
 }
 
 async fn start_stack() -> anyhow::Result<Stack> {
@@ -37,6 +44,8 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "meta_app_secret": META_APP_SECRET,
         "meta_verify_token": VERIFY_TOKEN,
         "kapso_webhook_secret": KAPSO_SECRET,
+        "meta_access_token": "local-meta-access-token",
+        "kapso_api_key": "local-kapso-api-key",
     });
     let provisioned = template
         .provision(&aws, STACK_NAME, &secrets.to_string())
@@ -51,11 +60,42 @@ async fn start_stack() -> anyhow::Result<Stack> {
         detail(&format!("secret  {id:<24} {}", secret.name));
     }
 
+    let whatsapp = standins::whatsapp().await?;
+    detail(&format!("WhatsApp API stand-in at {}", whatsapp.base_url));
+    // The offline responder answers by default; DEMO_LLM=standin routes to the LLM stand-in.
+    let llm = match std::env::var("DEMO_LLM").as_deref() {
+        Ok("standin") => Some(standins::llm().await?),
+        _ => None,
+    };
+
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for function in template.of_type("AWS::Serverless::Function") {
         env.extend(template.function_env(function, &provisioned)?);
     }
     env.extend(aws_env(&moto.endpoint));
+    // Outside services point at the stand-ins: nothing leaves the machine.
+    env.insert("KAPSO_BASE_URL".into(), whatsapp.base_url.clone());
+    env.insert("META_GRAPH_BASE_URL".into(), whatsapp.base_url.clone());
+    env.insert(
+        "GROK_BASE_URL".into(),
+        "http://127.0.0.1:9/unreachable".into(),
+    );
+    match &llm {
+        Some(llm) => {
+            env.insert("SEALION_URL".into(), format!("{}/v1", llm.base_url));
+            detail(&format!("LLM stand-in at {} (as SEA-LION)", llm.base_url));
+        }
+        None => {
+            env.remove("SEALION_URL");
+            detail("no LLM configured: the built-in offline responder answers");
+        }
+    }
+
+    let store = DynamoStore::new(&aws, &provisioned.tables["AppTable"]);
+    seed(&store).await?;
+    detail(&format!(
+        "workspace {WORKSPACE} owns number {PHONE_NUMBER_ID} (provider meta, AI on)"
+    ));
     let port = match port_from_env("WATCH_PORT")? {
         Some(p) => p,
         None => free_port()?,
@@ -67,12 +107,57 @@ async fn start_stack() -> anyhow::Result<Stack> {
         watch.base_url(),
         watch.log.display()
     ));
+    let queue = &provisioned.queues["EventsQueue"];
+    let bridge = Bridge::new(
+        aws_sdk_sqs::Client::new(&aws),
+        &queue.url,
+        &queue.arn,
+        HttpInvoker::new(&watch.base_url(), "message-processor"),
+    );
+    tokio::spawn(async move {
+        loop {
+            match bridge.pump_once(1).await {
+                Ok(report) if report.received > 0 => {
+                    println!(
+                        "    [bridge] {} record(s) -> message-processor: {} deleted, {} left for retry",
+                        report.received, report.deleted, report.failed
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    println!("    [bridge] {e:#}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    step("the SQS -> Lambda bridge is polling the events queue for message-processor");
     Ok(Stack {
         _moto: moto,
         watch,
-        provisioned,
-        aws,
+        whatsapp,
+        _llm: llm,
+        store,
     })
+}
+
+async fn seed(store: &DynamoStore) -> anyhow::Result<()> {
+    let workspace = WorkspaceId::parse(WORKSPACE)?;
+    let integration = Integration {
+        phone_number_id: PhoneNumberId::parse(PHONE_NUMBER_ID)?,
+        workspace_id: workspace.clone(),
+        provider: Provider::Meta,
+        status: IntegrationStatus::Active,
+        error: None,
+    };
+    let ai = AiConfig {
+        enabled: true,
+        ..AiConfig::default()
+    };
+    store
+        .put_workspace(&workspace, "Demo shop", &integration, &ai)
+        .await?;
+    Ok(())
 }
 
 async fn demo() -> anyhow::Result<()> {
@@ -131,45 +216,236 @@ async fn demo() -> anyhow::Result<()> {
         response.text().await?
     ));
 
-    step("What is on the FIFO queue");
-    let queue = &stack.provisioned.queues["EventsQueue"];
-    let sqs = aws_sdk_sqs::Client::new(&stack.aws);
-    let received = sqs
-        .receive_message()
-        .queue_url(&queue.url)
-        .max_number_of_messages(10)
-        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-        .message_attribute_names("All")
-        .wait_time_seconds(1)
-        .send()
-        .await?;
-    let messages = received.messages.unwrap_or_default();
-    detail(&format!("{} message(s) on {}", messages.len(), queue.name));
-    for message in &messages {
-        let attributes = message.attributes.clone().unwrap_or_default();
-        for name in ["MessageGroupId", "MessageDeduplicationId"] {
-            let key = aws_sdk_sqs::types::MessageSystemAttributeName::from(name);
-            detail(&format!(
-                "{name}: {}",
-                attributes.get(&key).map_or("-", String::as_str)
-            ));
-        }
-        let envelope: Value = serde_json::from_str(message.body().unwrap_or_default())?;
-        println!("{}", serde_json::to_string_pretty(&envelope)?);
-    }
-    ensure!(
-        messages.len() == 1,
-        "expected exactly one envelope, found {}",
-        messages.len()
+    step("The message processor stores the contact, conversation and message");
+    let reply = wait_for(Duration::from_secs(300), || async {
+        Ok(stack
+            .whatsapp
+            .requests()
+            .into_iter()
+            .find(|r| r.body["type"] == "text"))
+    })
+    .await
+    .context("no reply reached the WhatsApp stand-in")?;
+    let workspace = WorkspaceId::parse(WORKSPACE)?;
+    let customer = WaId::parse(CUSTOMER)?;
+    let contact = stack
+        .store
+        .raw_item(dynamo::contact_key(&workspace, &customer))
+        .await?
+        .context("contact not stored")?;
+    show_item(
+        "contact",
+        &contact,
+        &[
+            "wa_id",
+            "profile_name",
+            "opted_out",
+            "conversation_id",
+            "last_inbound_at",
+            "answered_through",
+        ],
     );
-    let envelope: Value = serde_json::from_str(messages[0].body().unwrap_or_default())?;
-    ensure!(
-        envelope["event_id"] == format!("msg:{wamid}"),
-        "unexpected envelope"
+    let conversation_id = shared::ids::ConversationId::parse(attr(&contact, "conversation_id"))?;
+    let conversation = stack
+        .store
+        .raw_item(dynamo::conversation_key(
+            &workspace,
+            &customer,
+            &conversation_id,
+        ))
+        .await?
+        .context("conversation not stored")?;
+    show_item(
+        "conversation",
+        &conversation,
+        &[
+            "conversation_id",
+            "status",
+            "started_at",
+            "last_inbound_at",
+            "bot_paused",
+        ],
+    );
+    let inbound = stack
+        .store
+        .raw_item(dynamo::message_key(&Wamid::parse(wamid.as_str())?))
+        .await?
+        .context("inbound message not stored")?;
+    show_item(
+        "inbound message",
+        &inbound,
+        &["wamid", "direction", "type", "text", "timestamp", "source"],
     );
 
-    step("Demo complete: verified, normalised, enqueued once");
+    step("The reply the A/B router produced, as sent to the WhatsApp stand-in");
+    let read = stack
+        .whatsapp
+        .requests()
+        .into_iter()
+        .find(|r| r.body["status"] == "read");
+    if let Some(read) = read {
+        detail(&format!(
+            "POST {} (auth: {}) {}",
+            read.path,
+            read.auth.unwrap_or("none"),
+            read.body
+        ));
+    }
+    detail(&format!(
+        "POST {} (auth: {}) {}",
+        reply.path,
+        reply.auth.unwrap_or("none"),
+        reply.body
+    ));
+    let reply_wamid = Wamid::parse(reply.wamid.clone().context("the stand-in named no wamid")?)?;
+    let outbound = wait_for(Duration::from_secs(30), || async {
+        Ok(stack
+            .store
+            .raw_item(dynamo::message_key(&reply_wamid))
+            .await?)
+    })
+    .await?;
+    show_item(
+        "outbound message",
+        &outbound,
+        &["wamid", "direction", "text", "status", "origin"],
+    );
+    if let Some(ai) = outbound.get("ai").and_then(|a| a.as_m().ok()) {
+        let field = |k: &str| {
+            ai.get(k)
+                .and_then(|v| v.as_s().or_else(|_| v.as_n()).ok().cloned())
+                .unwrap_or_else(|| "-".into())
+        };
+        detail(&format!(
+            "routed provider: {} / model {} / latency {} ms",
+            field("provider"),
+            field("model"),
+            field("latency_ms")
+        ));
+    }
+
+    step("Status webhooks for the reply: delivered, then read");
+    for status in ["delivered", "read"] {
+        let payload = serde_json::to_vec(&meta_status(reply_wamid.as_str(), status, now + 1))?;
+        let response = http
+            .post(format!("{base}/webhooks/whatsapp"))
+            .header(
+                "x-hub-signature-256",
+                format!("sha256={}", sign_hex(META_APP_SECRET, &payload)),
+            )
+            .body(payload)
+            .send()
+            .await?;
+        detail(&format!(
+            "POST /webhooks/whatsapp ({status}) -> {}",
+            response.status()
+        ));
+        ensure!(response.status() == 200, "status delivery was not accepted");
+    }
+    let read_item = wait_for(Duration::from_secs(60), || async {
+        let item = stack
+            .store
+            .raw_item(dynamo::message_key(&reply_wamid))
+            .await?;
+        Ok(item.filter(|i| attr(i, "status") == "read"))
+    })
+    .await
+    .context("the reply never reached status read")?;
+    show_item("outbound message", &read_item, &["wamid", "status"]);
+    if let Some(history) = read_item.get("status_at").and_then(|v| v.as_m().ok()) {
+        let mut entries: Vec<_> = history
+            .iter()
+            .map(|(k, v)| format!("{k} at {}", v.as_s().map(String::as_str).unwrap_or("?")))
+            .collect();
+        entries.sort();
+        detail(&format!("status history: {}", entries.join(", ")));
+    }
+    let texts = stack
+        .whatsapp
+        .requests()
+        .iter()
+        .filter(|r| r.body["type"] == "text")
+        .count();
+    ensure!(
+        texts == 1,
+        "expected exactly one reply, the stand-in saw {texts}"
+    );
+
+    step("Demo complete: verified, enqueued once, stored once, answered once, delivered and read");
     Ok(())
+}
+
+/// Polls `probe` until it finds something or `timeout` passes.
+async fn wait_for<T, F, Fut>(timeout: Duration, probe: F) -> anyhow::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(found) = probe().await? {
+            return Ok(found);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+fn attr<'a>(item: &'a Item, name: &str) -> &'a str {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map_or("", String::as_str)
+}
+
+fn show_item(what: &str, item: &Item, fields: &[&str]) {
+    let shown: Vec<String> = fields
+        .iter()
+        .filter_map(|f| {
+            let v = item.get(*f)?;
+            let text = match v {
+                aws_sdk_dynamodb::types::AttributeValue::S(s) => s.clone(),
+                aws_sdk_dynamodb::types::AttributeValue::N(n) => n.clone(),
+                aws_sdk_dynamodb::types::AttributeValue::Bool(b) => b.to_string(),
+                other => format!("{other:?}"),
+            };
+            Some(format!("{f}={text}"))
+        })
+        .collect();
+    detail(&format!(
+        "{what}: {} / {}",
+        attr(item, "pk"),
+        attr(item, "sk")
+    ));
+    for line in shown {
+        detail(&format!("    {line}"));
+    }
+}
+
+fn meta_status(wamid: &str, status: &str, at: i64) -> Value {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "102290129340398",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": { "display_phone_number": "15550100", "phone_number_id": PHONE_NUMBER_ID },
+                    "statuses": [{
+                        "id": wamid,
+                        "status": status,
+                        "timestamp": at.to_string(),
+                        "recipient_id": CUSTOMER
+                    }]
+                }
+            }]
+        }]
+    })
 }
 
 fn meta_text_message(wamid: &str, now: i64) -> Value {

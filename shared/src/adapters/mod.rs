@@ -1,5 +1,6 @@
 //! Adapters: the AWS SDK behind the domain's ports. Only this module imports SDK crates.
 
+pub mod dynamo;
 pub mod secrets_manager;
 pub mod sqs;
 

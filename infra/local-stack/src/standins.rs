@@ -1,0 +1,176 @@
+//! Local stand-ins for the outside services, so the demo never touches the internet.
+//! The WhatsApp stand-in answers like the Cloud API (and Kapso's proxy of it) and hands out
+//! wamids; the LLM stand-in answers OpenAI-compatible chat completions. Both record requests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+/// One request a stand-in received.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Recorded {
+    pub path: String,
+    /// Which credential came with it: `x-api-key`, `bearer`, or none.
+    pub auth: Option<&'static str>,
+    pub body: Value,
+    /// The wamid the stand-in answered with, for sends.
+    pub wamid: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct Log {
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    counter: Arc<AtomicU64>,
+}
+
+impl Log {
+    fn record(&self, path: String, headers: &HeaderMap, body: Value, wamid: Option<String>) {
+        let auth = if headers.contains_key("x-api-key") {
+            Some("x-api-key")
+        } else if headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer "))
+        {
+            Some("bearer")
+        } else {
+            None
+        };
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.push(Recorded {
+                path,
+                auth,
+                body,
+                wamid,
+            });
+        }
+    }
+}
+
+/// A running stand-in; it stops when dropped.
+pub struct StandIn {
+    pub base_url: String,
+    log: Log,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StandIn {
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(router: Router, log: Log) -> anyhow::Result<StandIn> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            eprintln!("stand-in stopped: {e}");
+        }
+    });
+    Ok(StandIn {
+        base_url,
+        log,
+        task,
+    })
+}
+
+/// The WhatsApp Cloud API stand-in. Serves both `/{version}/{phone_number_id}/messages` (Meta)
+/// and `/meta/whatsapp/{version}/{phone_number_id}/messages` (Kapso's proxy).
+pub async fn whatsapp() -> anyhow::Result<StandIn> {
+    let log = Log::default();
+    let router = Router::new()
+        .route("/{version}/{phone}/messages", post(send_message))
+        .route(
+            "/meta/whatsapp/{version}/{phone}/messages",
+            post(send_message),
+        )
+        .route("/_requests", get(list_requests))
+        .with_state(log.clone());
+    serve(router, log).await
+}
+
+async fn send_message(
+    State(log): State<Log>,
+    Path(params): Path<Vec<(String, String)>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let path = params
+        .iter()
+        .map(|(_, v)| v.as_str())
+        .collect::<Vec<_>>()
+        .join("/");
+    let path = format!("/{path}/messages");
+    if body.get("status").and_then(Value::as_str) == Some("read") {
+        log.record(path, &headers, body, None);
+        return Json(json!({ "success": true }));
+    }
+    let wamid = format!(
+        "wamid.STANDIN{:06}",
+        log.counter.fetch_add(1, Ordering::SeqCst) + 1
+    );
+    let to = body.get("to").cloned().unwrap_or(Value::Null);
+    log.record(path, &headers, body, Some(wamid.clone()));
+    Json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{ "input": to, "wa_id": to }],
+        "messages": [{ "id": wamid }]
+    }))
+}
+
+async fn list_requests(State(log): State<Log>) -> Json<Value> {
+    let requests = log.requests.lock().map(|r| r.clone()).unwrap_or_default();
+    Json(serde_json::to_value(requests).unwrap_or(Value::Null))
+}
+
+/// An OpenAI-compatible chat completions stand-in: it answers deterministically from the
+/// last user message and reports token usage.
+pub async fn llm() -> anyhow::Result<StandIn> {
+    let log = Log::default();
+    let router = Router::new()
+        .route("/v1/chat/completions", post(complete))
+        .route("/chat/completions", post(complete))
+        .route("/_requests", get(list_requests))
+        .with_state(log.clone());
+    serve(router, log).await
+}
+
+async fn complete(
+    State(log): State<Log>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    log.record("/chat/completions".into(), &headers, body.clone(), None);
+    let last = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let content = format!("(local LLM stand-in) You said: {last}");
+    Json(json!({
+        "id": "chatcmpl-standin",
+        "object": "chat.completion",
+        "model": body.get("model").cloned().unwrap_or(Value::Null),
+        "choices": [{ "index": 0, "finish_reason": "stop",
+                      "message": { "role": "assistant", "content": content } }],
+        "usage": { "prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18 }
+    }))
+}

@@ -1,0 +1,821 @@
+//! The message processor use case: one SQS batch of envelopes in, a list of failed records out.
+//!
+//! Records of one message group (one conversation) are handled in order; groups run
+//! concurrently. When a record fails, it and every later record of its group are reported as
+//! failures, so FIFO order holds on redelivery. Storage is exactly-once through DynamoDB
+//! conditions; replies are guarded by intents recorded before the send (see README).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use secrecy::SecretString;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tracing::{Instrument, instrument};
+
+use crate::ai::{AiResponder, ChatMessage, ChatRequest, LlmClient, ProviderConfig, Role};
+use crate::crm::{
+    AiConfig, ContactState, Direction, Integration, IntentOutcome, MessageStatus, NewMessage,
+    Provider, ReplyDraft, ReplyIntent, StatusOutcome, StatusUpdate,
+};
+use crate::envelope::{Envelope, EventKind, Source};
+use crate::ids::{PhoneNumberId, Wamid, WorkspaceId};
+use crate::optout::{Keyword, keyword};
+use crate::secrets::{AppSecrets, SecretSource, SecretsCache, SecretsError};
+use crate::store::{ContactStore, MessageStore, StoreError, TenantStore};
+use crate::telemetry::{cause_chain, count_metric};
+use crate::webhook::meta;
+use crate::whatsapp::{Channel, Outgoing, WhatsAppClient, WhatsAppError};
+
+/// Tunables of the processor, from the environment (see README).
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    /// Messages older than this get no AI reply: Meta retries deliveries for days.
+    pub max_message_age: Duration,
+    /// A new conversation starts after this long without an inbound message.
+    pub conversation_inactivity: Duration,
+    pub tenant_cache_ttl: Duration,
+    pub unknown_tenant_cache_ttl: Duration,
+    pub ai_config_cache_ttl: Duration,
+    pub grok_base_url: String,
+    pub sealion_base_url: Option<String>,
+    pub opt_out_confirmation: String,
+    pub opt_in_confirmation: String,
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        Self {
+            max_message_age: Duration::from_secs(600),
+            conversation_inactivity: Duration::from_secs(24 * 3600),
+            tenant_cache_ttl: Duration::from_secs(60),
+            unknown_tenant_cache_ttl: Duration::from_secs(10),
+            ai_config_cache_ttl: Duration::from_secs(30),
+            grok_base_url: "https://api.x.ai/v1".into(),
+            sealion_base_url: None,
+            opt_out_confirmation: "You have been unsubscribed and will not receive further messages. Reply START to subscribe again.".into(),
+            opt_in_confirmation: "You are subscribed again. Reply STOP at any time to unsubscribe.".into(),
+        }
+    }
+}
+
+/// One SQS record, as the function hands it over.
+#[derive(Debug, Clone)]
+pub struct QueueRecord {
+    pub message_id: String,
+    pub group_id: Option<String>,
+    pub body: String,
+}
+
+/// Why a record failed. Every failure is reported to SQS, which redelivers and, after
+/// `maxReceiveCount`, moves the record to the dead-letter queue: nothing is dropped silently.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("the record is not an envelope: {0}")]
+    BadEnvelope(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("secrets are unavailable")]
+    Secrets(#[source] SecretsError),
+    #[error("no AI provider answered: {0}")]
+    Ai(String),
+    #[error("the WhatsApp API asked us to retry later: {0}")]
+    SendLater(#[source] WhatsAppError),
+    #[error("the Lambda deadline is too close to continue")]
+    Deadline,
+}
+
+pub struct Processor<S, X> {
+    store: S,
+    whatsapp: WhatsAppClient,
+    llm: LlmClient,
+    secrets: SecretsCache<X>,
+    tenants: Cache<PhoneNumberId, Option<Integration>>,
+    ai_configs: Cache<WorkspaceId, AiConfig>,
+    settings: ProcessorSettings,
+}
+
+/// Inbound messages of one conversation seen in this batch that may get a reply.
+struct Burst {
+    integration: Integration,
+    contact: ContactState,
+    source: Source,
+    /// Index of the record whose message triggers the reply (the newest eligible one).
+    trigger_index: usize,
+    trigger: Wamid,
+    trigger_at: OffsetDateTime,
+    /// Texts of the burst's messages, in order, for the AI's context.
+    messages: Vec<(Wamid, String)>,
+}
+
+/// The state one group's handling carries from record to record.
+#[derive(Default)]
+struct GroupState {
+    contact: Option<ContactState>,
+    burst: Option<Burst>,
+}
+
+impl<S, X> Processor<S, X>
+where
+    S: TenantStore + ContactStore + MessageStore,
+    X: SecretSource,
+{
+    pub fn new(
+        store: S,
+        whatsapp: WhatsAppClient,
+        llm: LlmClient,
+        secrets: SecretsCache<X>,
+        settings: ProcessorSettings,
+    ) -> Self {
+        Self {
+            store,
+            whatsapp,
+            llm,
+            secrets,
+            tenants: Cache::builder()
+                .max_capacity(10_000)
+                .expire_after(TenantExpiry {
+                    known: settings.tenant_cache_ttl,
+                    unknown: settings.unknown_tenant_cache_ttl,
+                })
+                .build(),
+            ai_configs: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(settings.ai_config_cache_ttl)
+                .build(),
+            settings,
+        }
+    }
+
+    /// Handles a batch and returns the message ids of the records that failed.
+    #[instrument(skip_all, fields(records = records.len()))]
+    pub async fn process_batch(
+        self: &Arc<Self>,
+        records: Vec<QueueRecord>,
+        deadline: Instant,
+    ) -> Vec<String> {
+        let mut groups: Vec<(Option<String>, Vec<QueueRecord>)> = Vec::new();
+        for record in records {
+            match groups
+                .iter_mut()
+                .find(|(g, _)| g.is_some() && *g == record.group_id)
+            {
+                Some((_, members)) => members.push(record),
+                None => groups.push((record.group_id.clone(), vec![record])),
+            }
+        }
+        let runs = groups.into_iter().map(|(_, members)| {
+            let this = Arc::clone(self);
+            async move { this.process_group(&members, deadline).await }
+        });
+        futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn process_group(&self, records: &[QueueRecord], deadline: Instant) -> Vec<String> {
+        let mut state = GroupState::default();
+        let mut failed_from = None;
+        for (index, record) in records.iter().enumerate() {
+            let span = tracing::info_span!("record", message_id = %record.message_id, event_id = tracing::field::Empty);
+            let result = self
+                .handle(index, record, &mut state, deadline)
+                .instrument(span.clone())
+                .await;
+            if let Err(e) = result {
+                span.in_scope(|| tracing::error!(error.cause_chain = %cause_chain(&e), "record failed; it and the rest of its group will be retried"));
+                failed_from = Some(index);
+                break;
+            }
+        }
+        if let Some(burst) = state.burst.take() {
+            let trigger = burst.trigger_index;
+            if let Err(e) = self.reply(burst, deadline).await {
+                tracing::error!(error.cause_chain = %cause_chain(&e), "reply failed; its trigger will be retried");
+                failed_from = Some(failed_from.map_or(trigger, |f: usize| f.min(trigger)));
+            }
+        }
+        failed_from
+            .map(|from| {
+                records[from..]
+                    .iter()
+                    .map(|r| r.message_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn handle(
+        &self,
+        index: usize,
+        record: &QueueRecord,
+        state: &mut GroupState,
+        deadline: Instant,
+    ) -> Result<(), ProcessError> {
+        if Instant::now() >= deadline {
+            return Err(ProcessError::Deadline);
+        }
+        let envelope = Envelope::from_json(&record.body)
+            .map_err(|e| ProcessError::BadEnvelope(e.to_string()))?;
+        tracing::Span::current().record("event_id", tracing::field::display(&envelope.event_id));
+        let Some(integration) = self.integration(&envelope.phone_number_id).await? else {
+            tracing::warn!(phone_number_id = %envelope.phone_number_id, "no workspace has this number; event dropped");
+            count_metric("UnknownPhoneNumber", 1);
+            return Ok(());
+        };
+        match envelope.kind {
+            EventKind::InboundMessage => {
+                self.inbound(index, &envelope, integration, state, deadline)
+                    .await
+            }
+            EventKind::Status => self.status(&envelope).await,
+            EventKind::OutboundMessage => self.outbound_echo(&envelope, &integration).await,
+            EventKind::Conversation | EventKind::Account | EventKind::Error => {
+                tracing::info!(kind = envelope.kind.as_str(), event_type = %envelope.event_type, "event recorded in logs only");
+                Ok(())
+            }
+        }
+    }
+
+    async fn integration(&self, pn: &PhoneNumberId) -> Result<Option<Integration>, StoreError> {
+        self.tenants
+            .try_get_with(pn.clone(), self.store.integration(pn))
+            .await
+            .map_err(|e: Arc<StoreError>| (*e).clone())
+    }
+
+    async fn ai_config(&self, ws: &WorkspaceId) -> Result<AiConfig, StoreError> {
+        self.ai_configs
+            .try_get_with(ws.clone(), self.store.ai_config(ws))
+            .await
+            .map_err(|e: Arc<StoreError>| (*e).clone())
+    }
+
+    async fn inbound(
+        &self,
+        index: usize,
+        envelope: &Envelope,
+        integration: Integration,
+        state: &mut GroupState,
+        deadline: Instant,
+    ) -> Result<(), ProcessError> {
+        let Some(conversation) = &envelope.conversation else {
+            tracing::warn!("inbound message without a customer; event dropped");
+            return Ok(());
+        };
+        let wa_id = conversation.wa_id.clone();
+        let (message_json, origin) = message_of(envelope);
+        let message: meta::InboundMessage = serde_json::from_value(message_json)
+            .map_err(|e| ProcessError::BadEnvelope(format!("message: {e}")))?;
+        let wamid = Wamid::parse(message.id.as_str())
+            .map_err(|e| ProcessError::BadEnvelope(e.to_string()))?;
+        let at = envelope.occurred_at.unwrap_or(envelope.received_at);
+        let ws = integration.workspace_id.clone();
+
+        let contact = match state.contact.take() {
+            Some(c) if c.wa_id == wa_id => c,
+            _ => {
+                self.store
+                    .upsert_inbound_contact(
+                        &ws,
+                        &wa_id,
+                        envelope.profile_name.as_deref(),
+                        OffsetDateTime::now_utc(),
+                    )
+                    .await?
+            }
+        };
+        let choice = contact.choose_conversation(
+            at,
+            time::Duration::try_from(self.settings.conversation_inactivity)
+                .unwrap_or(time::Duration::DAY),
+        );
+        let (media_id, mime_type) = media_of(&message);
+        let text = message.text().map(str::to_owned);
+        let new = NewMessage {
+            wamid: wamid.clone(),
+            direction: Direction::Inbound,
+            workspace_id: ws.clone(),
+            phone_number_id: envelope.phone_number_id.clone(),
+            wa_id: wa_id.clone(),
+            conversation_id: choice.id.clone(),
+            kind: message.kind.clone(),
+            text: text.clone(),
+            media_id,
+            mime_type,
+            timestamp: at,
+            origin: origin.clone(),
+            source: envelope.source,
+            status: None,
+            ai: None,
+            raw: Some(envelope.raw.get().to_owned()),
+        };
+        let stored = self.store.store_inbound(&new, &choice).await?;
+        if !stored {
+            tracing::info!(wamid = %wamid, "message already stored (redelivery)");
+        }
+        let mut contact = contact;
+        contact.conversation_id = Some(choice.id.clone());
+        contact.last_inbound_at = Some(contact.last_inbound_at.map_or(at, |l| l.max(at)));
+        if choice.is_new {
+            contact.bot_paused = false;
+        }
+
+        // Opt-out and opt-in keywords are answered with a fixed confirmation, never by AI.
+        if let Some(word) = text.as_deref().and_then(keyword) {
+            let opted_out = word == Keyword::OptOut;
+            if contact.opted_out != opted_out {
+                self.store
+                    .set_opt_out(&ws, &wa_id, opted_out, OffsetDateTime::now_utc())
+                    .await?;
+                contact.opted_out = opted_out;
+            }
+            let confirmation = if opted_out {
+                &self.settings.opt_out_confirmation
+            } else {
+                &self.settings.opt_in_confirmation
+            };
+            let draft = ReplyDraft {
+                workspace_id: ws.clone(),
+                phone_number_id: envelope.phone_number_id.clone(),
+                wa_id: wa_id.clone(),
+                conversation_id: choice.id.clone(),
+                text: confirmation.clone(),
+                ai: None,
+                source: envelope.source,
+                created_at: OffsetDateTime::now_utc(),
+            };
+            let intent = ReplyIntent {
+                conversation_id: choice.id.clone(),
+                trigger: wamid.clone(),
+            };
+            self.send_reply(&integration, intent, draft, at, deadline)
+                .await?;
+            // The keyword is answered; nothing before it in this batch needs an AI reply now.
+            state.burst = None;
+            state.contact = Some(contact);
+            return Ok(());
+        }
+
+        let skip = self
+            .skip_reason(&contact, &ws, at, origin.as_deref())
+            .await?;
+        match skip {
+            Some(reason) => {
+                tracing::info!(wamid = %wamid, reason, "no AI reply");
+            }
+            None => {
+                let burst = state.burst.get_or_insert_with(|| Burst {
+                    integration: integration.clone(),
+                    contact: contact.clone(),
+                    source: envelope.source,
+                    trigger_index: index,
+                    trigger: wamid.clone(),
+                    trigger_at: at,
+                    messages: Vec::new(),
+                });
+                burst.contact = contact.clone();
+                burst.trigger_index = index;
+                burst.trigger = wamid.clone();
+                burst.trigger_at = burst.trigger_at.max(at);
+                burst
+                    .messages
+                    .push((wamid, text.unwrap_or_else(|| format!("[{}]", message.kind))));
+            }
+        }
+        state.contact = Some(contact);
+        Ok(())
+    }
+
+    /// Why a message gets no AI reply, if it does not.
+    async fn skip_reason(
+        &self,
+        contact: &ContactState,
+        ws: &WorkspaceId,
+        at: OffsetDateTime,
+        origin: Option<&str>,
+    ) -> Result<Option<&'static str>, ProcessError> {
+        let age = OffsetDateTime::now_utc() - at;
+        if age
+            > time::Duration::try_from(self.settings.max_message_age)
+                .unwrap_or(time::Duration::MINUTE * 10)
+        {
+            return Ok(Some("message is too old"));
+        }
+        if matches!(origin, Some("business_app" | "history_sync")) {
+            return Ok(Some("message did not come from the customer live"));
+        }
+        if contact.answered_through.is_some_and(|t| at <= t) {
+            return Ok(Some("a reply already covers this message"));
+        }
+        if contact.bot_paused {
+            return Ok(Some("conversation is handed to a person"));
+        }
+        if contact.opted_out {
+            return Ok(Some("contact opted out"));
+        }
+        if !self.ai_config(ws).await?.enabled {
+            return Ok(Some("AI is disabled for the workspace"));
+        }
+        Ok(None)
+    }
+
+    async fn status(&self, envelope: &Envelope) -> Result<(), ProcessError> {
+        let Some((update, callback)) = status_of(envelope)? else {
+            tracing::info!(event_type = %envelope.event_type, "status not tracked");
+            return Ok(());
+        };
+        let outcome = self.store.apply_status(&update).await?;
+        tracing::info!(wamid = %update.wamid, status = update.status.as_str(), ?outcome, "status");
+        if outcome == StatusOutcome::Early
+            && let Some(intent) = callback.as_deref().and_then(ReplyIntent::parse_key)
+            && self.store.reconcile_reply(&intent, &update).await?
+        {
+            tracing::warn!(wamid = %update.wamid, "a reply whose outcome was unknown is reconciled by its status");
+        }
+        Ok(())
+    }
+
+    async fn outbound_echo(
+        &self,
+        envelope: &Envelope,
+        integration: &Integration,
+    ) -> Result<(), ProcessError> {
+        let Some(conversation) = &envelope.conversation else {
+            return Ok(());
+        };
+        let (message_json, origin) = message_of(envelope);
+        let message: meta::InboundMessage = serde_json::from_value(message_json)
+            .map_err(|e| ProcessError::BadEnvelope(format!("message: {e}")))?;
+        let at = envelope.occurred_at.unwrap_or(envelope.received_at);
+        let contact = self
+            .store
+            .upsert_inbound_contact(
+                &integration.workspace_id,
+                &conversation.wa_id,
+                envelope.profile_name.as_deref(),
+                OffsetDateTime::now_utc(),
+            )
+            .await?;
+        let Some(conversation_id) = contact.conversation_id else {
+            tracing::info!("echo before any conversation; not stored");
+            return Ok(());
+        };
+        let (media_id, mime_type) = media_of(&message);
+        let new = NewMessage {
+            wamid: Wamid::parse(message.id.as_str())
+                .map_err(|e| ProcessError::BadEnvelope(e.to_string()))?,
+            direction: Direction::Outbound,
+            workspace_id: integration.workspace_id.clone(),
+            phone_number_id: envelope.phone_number_id.clone(),
+            wa_id: conversation.wa_id.clone(),
+            conversation_id,
+            kind: message.kind.clone(),
+            text: message.text().map(str::to_owned),
+            media_id,
+            mime_type,
+            timestamp: at,
+            origin,
+            source: envelope.source,
+            status: Some(MessageStatus::Sent),
+            ai: None,
+            raw: Some(envelope.raw.get().to_owned()),
+        };
+        self.store.store_outbound(&new).await?;
+        Ok(())
+    }
+
+    /// Answers a burst with one AI reply.
+    #[instrument(skip_all, fields(trigger = %burst.trigger, messages = burst.messages.len()))]
+    async fn reply(&self, burst: Burst, deadline: Instant) -> Result<(), ProcessError> {
+        let Burst {
+            integration,
+            contact,
+            source,
+            trigger,
+            trigger_at,
+            messages,
+            ..
+        } = burst;
+        let Some(conversation_id) = contact.conversation_id.clone() else {
+            return Ok(());
+        };
+        let config = self.ai_config(&integration.workspace_id).await?;
+        let secrets = self.secrets.get().await.map_err(ProcessError::Secrets)?;
+        let Some(channel) = channel(&integration, &secrets) else {
+            tracing::error!(provider = ?integration.provider, "no API credentials for the number; cannot reply");
+            count_metric("MissingSendCredentials", 1);
+            return Ok(());
+        };
+
+        // Read receipt and typing indicator first, so the customer sees we are on it.
+        let read = Outgoing::mark_read(trigger.clone(), true);
+        if let Err(e) = self
+            .whatsapp
+            .send(&channel, &integration.phone_number_id, &read, deadline)
+            .await
+        {
+            tracing::warn!(error = %e, "could not mark the message read");
+        }
+
+        let history = self
+            .store
+            .history(&conversation_id, config.history_length)
+            .await?;
+        let mut chat = vec![ChatMessage {
+            role: Role::System,
+            content: config.system_prompt.clone(),
+        }];
+        for item in &history {
+            if messages.iter().any(|(w, _)| *w == item.wamid) {
+                continue;
+            }
+            let content = item
+                .text
+                .clone()
+                .unwrap_or_else(|| format!("[{}]", item.kind));
+            let role = match item.direction {
+                Direction::Inbound => Role::User,
+                Direction::Outbound => Role::Assistant,
+            };
+            chat.push(ChatMessage { role, content });
+        }
+        for (_, text) in &messages {
+            chat.push(ChatMessage {
+                role: Role::User,
+                content: text.clone(),
+            });
+        }
+        let request = ChatRequest {
+            messages: chat,
+            temperature: config.temperature,
+            max_tokens: config.max_tokens,
+        };
+        let responder = AiResponder::with_client(
+            self.llm.clone(),
+            self.provider(ProviderNameHint::Grok, &config, &secrets),
+            self.provider(ProviderNameHint::Sealion, &config, &secrets),
+        );
+        let contact_key = format!(
+            "{}:{}",
+            integration.workspace_id.as_str(),
+            contact.wa_id.as_str()
+        );
+        // The responder keeps `ai::SEND_MARGIN` of the deadline for sending and recording.
+        let completion = responder
+            .reply(&contact_key, config.grok_weight, &request, deadline)
+            .await
+            .map_err(|e| ProcessError::Ai(e.to_string()))?;
+        tracing::info!(provider = completion.provider.as_str(), model = %completion.model, latency_ms = completion.latency_ms, "AI reply ready");
+
+        let draft = ReplyDraft {
+            workspace_id: integration.workspace_id.clone(),
+            phone_number_id: integration.phone_number_id.clone(),
+            wa_id: contact.wa_id.clone(),
+            conversation_id: conversation_id.clone(),
+            text: completion.text.clone(),
+            ai: Some(completion),
+            source,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        let intent = ReplyIntent {
+            conversation_id,
+            trigger,
+        };
+        self.send_reply(&integration, intent, draft, trigger_at, deadline)
+            .await
+    }
+
+    fn provider(
+        &self,
+        which: ProviderNameHint,
+        config: &AiConfig,
+        secrets: &AppSecrets,
+    ) -> Option<ProviderConfig> {
+        match which {
+            ProviderNameHint::Grok => secrets.grok_api_key.clone().map(|key| {
+                ProviderConfig::grok(
+                    self.settings.grok_base_url.clone(),
+                    config.grok_model.clone(),
+                    key,
+                )
+            }),
+            ProviderNameHint::Sealion => self
+                .settings
+                .sealion_base_url
+                .clone()
+                .map(|base| ProviderConfig::sealion(base, config.sealion_model.clone())),
+        }
+    }
+
+    /// Sends a reply at most once: the intent is recorded first, and only its owner sends.
+    async fn send_reply(
+        &self,
+        integration: &Integration,
+        intent: ReplyIntent,
+        draft: ReplyDraft,
+        answered_through: OffsetDateTime,
+        deadline: Instant,
+    ) -> Result<(), ProcessError> {
+        let secrets = self.secrets.get().await.map_err(ProcessError::Secrets)?;
+        let Some(channel) = channel(integration, &secrets) else {
+            tracing::error!(provider = ?integration.provider, "no API credentials for the number; cannot reply");
+            count_metric("MissingSendCredentials", 1);
+            return Ok(());
+        };
+        match self.store.begin_reply(&intent, &draft).await? {
+            IntentOutcome::Acquired => {}
+            IntentOutcome::AlreadySent => {
+                tracing::info!("reply already sent for this message");
+                return Ok(());
+            }
+            IntentOutcome::OutcomeUnknown => {
+                tracing::warn!(
+                    "an earlier send of this reply has an unknown outcome; not sending again"
+                );
+                count_metric("ReplyOutcomeUnknown", 1);
+                return Ok(());
+            }
+        }
+        let mut message = Outgoing::text(draft.wa_id.clone(), draft.text.clone());
+        message.biz_opaque_callback_data = Some(intent.key());
+        match self
+            .whatsapp
+            .send(&channel, &integration.phone_number_id, &message, deadline)
+            .await
+        {
+            Ok(sent) => {
+                let Some(wamid) = sent.wamid else {
+                    self.store
+                        .flag_reply_unknown(
+                            &intent,
+                            "the API accepted the reply without a message id",
+                        )
+                        .await?;
+                    return Ok(());
+                };
+                let stored = draft.into_message(wamid.clone(), MessageStatus::Sent);
+                self.store
+                    .record_reply(&intent, &stored, answered_through)
+                    .await?;
+                tracing::info!(wamid = %wamid, "reply sent");
+                Ok(())
+            }
+            Err(e @ (WhatsAppError::Throttled { .. } | WhatsAppError::InFlight)) => {
+                // Certainly not sent: let SQS redeliver and try again.
+                self.store.release_reply(&intent).await?;
+                Err(ProcessError::SendLater(e))
+            }
+            Err(e @ WhatsAppError::Transient { .. }) => {
+                tracing::error!(error = %e, "reply outcome unknown; flagged for reconciliation");
+                count_metric("ReplyOutcomeUnknown", 1);
+                self.store
+                    .flag_reply_unknown(&intent, &e.to_string())
+                    .await?;
+                Ok(())
+            }
+            Err(e) => {
+                if let WhatsAppError::TokenInvalid { .. } = e {
+                    self.store
+                        .mark_integration_error(&integration.phone_number_id, &e.to_string())
+                        .await?;
+                    self.tenants.invalidate(&integration.phone_number_id).await;
+                }
+                tracing::error!(error = %e, code = ?e.code(), "reply refused by the WhatsApp API");
+                count_metric("ReplyRefused", 1);
+                self.store
+                    .fail_reply(&intent, e.code(), &e.to_string())
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ProviderNameHint {
+    Grok,
+    Sealion,
+}
+
+/// How an integration sends, with credentials from the app secret.
+fn channel(integration: &Integration, secrets: &AppSecrets) -> Option<Channel> {
+    let key = |s: &Option<SecretString>| s.clone();
+    match integration.provider {
+        Provider::Kapso => key(&secrets.kapso_api_key).map(|api_key| Channel::Kapso { api_key }),
+        Provider::Meta => {
+            key(&secrets.meta_access_token).map(|access_token| Channel::Meta { access_token })
+        }
+    }
+}
+
+/// Known tenants are cached longer than unknown numbers, so a newly connected number is
+/// picked up quickly while a flood of unknown ones does not hammer the table.
+struct TenantExpiry {
+    known: Duration,
+    unknown: Duration,
+}
+
+impl moka::Expiry<PhoneNumberId, Option<Integration>> for TenantExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &PhoneNumberId,
+        value: &Option<Integration>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(if value.is_some() {
+            self.known
+        } else {
+            self.unknown
+        })
+    }
+}
+
+/// The message object inside an envelope (Meta's raw message, or Kapso's `message`), and its
+/// Kapso origin where there is one.
+fn message_of(envelope: &Envelope) -> (Value, Option<String>) {
+    let raw: Value = serde_json::from_str(envelope.raw.get()).unwrap_or(Value::Null);
+    match (envelope.source, raw.get("message")) {
+        (Source::Kapso, Some(message)) => {
+            let origin = message
+                .pointer("/kapso/origin")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            (message.clone(), origin)
+        }
+        _ => (raw, None),
+    }
+}
+
+fn media_of(message: &meta::InboundMessage) -> (Option<String>, Option<String>) {
+    use meta::Content;
+    match message.content() {
+        Content::Image(m)
+        | Content::Audio(m)
+        | Content::Video(m)
+        | Content::Document(m)
+        | Content::Sticker(m) => (Some(m.id.clone()), m.mime_type.clone()),
+        _ => (None, None),
+    }
+}
+
+/// The status update an envelope carries, with its `biz_opaque_callback_data`.
+fn status_of(envelope: &Envelope) -> Result<Option<(StatusUpdate, Option<String>)>, ProcessError> {
+    let Some(status) = MessageStatus::parse(&envelope.event_type) else {
+        return Ok(None);
+    };
+    let raw: Value = serde_json::from_str(envelope.raw.get())
+        .map_err(|e| ProcessError::BadEnvelope(e.to_string()))?;
+    // Meta sends the status object itself; Kapso sends the message with its statuses inside.
+    let (wamid, status_json) = match raw.get("message") {
+        Some(message) => {
+            let id = message
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let entry = message
+                .pointer("/kapso/statuses")
+                .and_then(Value::as_array)
+                .and_then(|s| {
+                    s.iter()
+                        .rev()
+                        .find(|s| s.get("status").and_then(Value::as_str) == Some(status.as_str()))
+                })
+                .cloned()
+                .unwrap_or(Value::Null);
+            (id, entry)
+        }
+        None => (
+            raw.get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            raw.clone(),
+        ),
+    };
+    let wamid =
+        Wamid::parse(wamid).map_err(|e| ProcessError::BadEnvelope(format!("status wamid: {e}")))?;
+    let parsed: Option<meta::Status> = serde_json::from_value(status_json.clone()).ok();
+    let error = parsed.as_ref().and_then(|s| s.errors.first().cloned());
+    let at = parsed
+        .as_ref()
+        .and_then(|s| s.timestamp.parse::<i64>().ok())
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .or(envelope.occurred_at)
+        .unwrap_or(envelope.received_at);
+    Ok(Some((
+        StatusUpdate {
+            wamid,
+            status,
+            at,
+            error_code: error.as_ref().map(|e| e.code),
+            error_title: error.and_then(|e| e.title.or(e.message)),
+            raw: status_json.to_string(),
+        },
+        parsed.and_then(|s| s.biz_opaque_callback_data),
+    )))
+}
