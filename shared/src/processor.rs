@@ -327,11 +327,22 @@ where
         // Opt-out and opt-in keywords are answered with a fixed confirmation, never by AI.
         if let Some(word) = text.as_deref().and_then(keyword) {
             let opted_out = word == Keyword::OptOut;
-            if contact.opted_out != opted_out {
+            let changed = contact.opted_out != opted_out;
+            if changed {
                 self.store
                     .set_opt_out(&ws, &wa_id, opted_out, OffsetDateTime::now_utc())
                     .await?;
                 contact.opted_out = opted_out;
+            }
+            // Confirm once: when this message changed the state, or on a redelivery (whose first
+            // try may have failed to confirm; the intent stops a second confirmation). A replay
+            // of an old keyword changes the state silently.
+            let confirm = (changed || !stored) && !self.too_old(at);
+            state.burst = None;
+            if !confirm {
+                tracing::info!(wamid = %wamid, opted_out, changed, "opt keyword applied without confirmation");
+                state.contact = Some(contact);
+                return Ok(());
             }
             let confirmation = if opted_out {
                 &self.settings.opt_out_confirmation
@@ -354,8 +365,6 @@ where
             };
             self.send_reply(&integration, intent, draft, at, deadline)
                 .await?;
-            // The keyword is answered; nothing before it in this batch needs an AI reply now.
-            state.burst = None;
             state.contact = Some(contact);
             return Ok(());
         }
@@ -390,6 +399,13 @@ where
         Ok(())
     }
 
+    /// Meta retries deliveries for days: a message this old gets no automatic answer.
+    fn too_old(&self, at: OffsetDateTime) -> bool {
+        let max_age = time::Duration::try_from(self.settings.max_message_age)
+            .unwrap_or(time::Duration::MINUTE * 10);
+        OffsetDateTime::now_utc() - at > max_age
+    }
+
     /// Why a message gets no AI reply, if it does not.
     async fn skip_reason(
         &self,
@@ -398,11 +414,7 @@ where
         at: OffsetDateTime,
         origin: Option<&str>,
     ) -> Result<Option<&'static str>, ProcessError> {
-        let age = OffsetDateTime::now_utc() - at;
-        if age
-            > time::Duration::try_from(self.settings.max_message_age)
-                .unwrap_or(time::Duration::MINUTE * 10)
-        {
+        if self.too_old(at) {
             return Ok(Some("message is too old"));
         }
         if matches!(origin, Some("business_app" | "history_sync")) {

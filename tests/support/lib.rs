@@ -183,6 +183,8 @@ pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<Rece
     }
 }
 
+pub mod processor;
+
 // ----- fixtures and requests ------------------------------------------------------------------
 
 pub fn fixture_path(name: &str) -> std::path::PathBuf {

@@ -1,0 +1,53 @@
+//! The same message, however often and however it arrives, is stored once and answered once.
+
+use integration_tests::processor::dynamo_item::s;
+use integration_tests::processor::{
+    Options, envelopes_of, event, invoke, kapso_text, meta_text, now, record, spawn_world,
+};
+
+#[tokio::test]
+async fn five_deliveries_across_batches_concurrently_and_through_both_providers_give_one_message_and_one_reply()
+ {
+    let world = spawn_world(Options::default()).await;
+    let wamid = "wamid.FIVETIMES";
+    let payload = meta_text(wamid, "Do you ship to Jakarta?");
+
+    // 1 and 2: Meta delivers it, and a retry comes after SQS's dedup window (a new batch).
+    world.deliver_meta(&payload).await;
+    world.pump().await;
+    let envelope = envelopes_of(&payload).remove(0);
+    let response = invoke(
+        &world.processor,
+        event(vec![record("redelivery-1", &envelope)]),
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+
+    // 3 and 4: two batches carrying it race each other.
+    let (a, b) = tokio::join!(
+        invoke(&world.processor, event(vec![record("race-a", &envelope)])),
+        invoke(&world.processor, event(vec![record("race-b", &envelope)])),
+    );
+    assert!(a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty());
+
+    // 5: Kapso delivers the same message in its own format.
+    world
+        .deliver_kapso(
+            "whatsapp.message.received",
+            &kapso_text(wamid, "Do you ship to Jakarta?", now(), "cloud_api"),
+        )
+        .await;
+    world.pump().await;
+
+    assert!(world.message(wamid).await.is_some());
+    assert_eq!(
+        world.sent_texts().await.len(),
+        1,
+        "exactly one reply reached the WhatsApp API"
+    );
+    let contact = world
+        .contact(integration_tests::processor::CUSTOMER)
+        .await
+        .unwrap();
+    assert!(!s(&contact, "answered_through").is_empty());
+}

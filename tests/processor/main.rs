@@ -1,0 +1,12 @@
+//! The message processor suite: the real processor against moto (DynamoDB, SQS, Secrets
+//! Manager on loopback) and wiremock (the WhatsApp API and the LLM providers).
+
+mod batches;
+mod cost;
+mod exactly_once;
+mod optout;
+mod replies;
+mod sending;
+mod skip_rules;
+mod statuses;
+mod storage;
