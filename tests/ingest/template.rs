@@ -138,3 +138,59 @@ async fn the_sam_local_event_fixtures_get_the_statuses_they_are_named_for() {
         "one text message and a batch of three"
     );
 }
+
+#[test]
+fn the_queue_visibility_timeout_is_at_least_six_times_the_processor_timeout() {
+    let template = template();
+    let queue = template.properties("EventsQueue").unwrap();
+    let visibility = queue["VisibilityTimeout"].as_u64().unwrap();
+    let timeout = template.properties("MessageProcessorFunction").unwrap()["Timeout"]
+        .as_u64()
+        .unwrap();
+    assert!(visibility >= 6 * timeout, "{visibility} < 6 x {timeout}");
+    assert_eq!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64(), Some(5));
+}
+
+#[test]
+fn the_processor_consumes_the_queue_in_batches_of_ten_reporting_partial_failures() {
+    let template = template();
+    let events = &template.properties("MessageProcessorFunction").unwrap()["Events"];
+    let sqs = events
+        .as_mapping()
+        .unwrap()
+        .values()
+        .find(|e| e["Type"].as_str() == Some("SQS"))
+        .expect("an SQS event source");
+    assert_eq!(sqs["Properties"]["BatchSize"].as_u64(), Some(10));
+    assert_eq!(
+        sqs["Properties"]["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+}
+
+#[tokio::test]
+async fn the_table_has_the_gsi_the_data_model_lists() {
+    let stack = spawn_stack().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack.aws);
+    let table = &stack.provisioned.tables["AppTable"];
+    let described = dynamo.describe_table().table_name(table).send().await.unwrap().table.unwrap();
+    let indexes: Vec<_> = described
+        .global_secondary_indexes()
+        .iter()
+        .map(|i| i.index_name().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(indexes, ["GSI1"]);
+}
+
+#[tokio::test]
+async fn the_processor_environment_from_the_template_is_a_valid_configuration() {
+    let stack = spawn_stack().await;
+    let env = template().function_env("MessageProcessorFunction", &stack.provisioned).unwrap();
+    assert_eq!(env["TABLE_NAME"], stack.provisioned.tables["AppTable"]);
+    let config = shared::config::ProcessorConfig::from_env(&shared::config::Env::from_pairs(
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ))
+    .expect("a valid processor configuration");
+    assert_eq!(config.whatsapp.graph_version, "v24.0");
+    assert_eq!(config.settings.sealion_base_url, None, "an empty SealionBaseUrl disables SEA-LION");
+}

@@ -8,5 +8,6 @@ mod optout;
 mod replies;
 mod sending;
 mod skip_rules;
+mod sam_local;
 mod statuses;
 mod storage;
