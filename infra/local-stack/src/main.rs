@@ -426,50 +426,35 @@ fn show_item(what: &str, item: &Item, fields: &[&str]) {
     }
 }
 
-fn meta_status(wamid: &str, status: &str, at: i64) -> Value {
+/// A Meta delivery of one `messages` change for the demo number.
+fn meta_delivery(value: Value) -> Value {
+    let mut value = value;
+    value["messaging_product"] = json!("whatsapp");
+    value["metadata"] =
+        json!({ "display_phone_number": "15550100", "phone_number_id": PHONE_NUMBER_ID });
     json!({
         "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "102290129340398",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": { "display_phone_number": "15550100", "phone_number_id": PHONE_NUMBER_ID },
-                    "statuses": [{
-                        "id": wamid,
-                        "status": status,
-                        "timestamp": at.to_string(),
-                        "recipient_id": CUSTOMER
-                    }]
-                }
-            }]
-        }]
+        "entry": [{ "id": "102290129340398", "changes": [{ "field": "messages", "value": value }] }]
     })
 }
 
+fn meta_status(wamid: &str, status: &str, at: i64) -> Value {
+    meta_delivery(json!({
+        "statuses": [{ "id": wamid, "status": status, "timestamp": at.to_string(), "recipient_id": CUSTOMER }]
+    }))
+}
+
 fn meta_text_message(wamid: &str, now: i64) -> Value {
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "102290129340398",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": { "display_phone_number": "15550100", "phone_number_id": PHONE_NUMBER_ID },
-                    "contacts": [{ "profile": { "name": "Sheena Nelson" }, "wa_id": CUSTOMER }],
-                    "messages": [{
-                        "from": CUSTOMER,
-                        "id": wamid,
-                        "timestamp": now.to_string(),
-                        "type": "text",
-                        "text": { "body": "Hello! Is the blue jacket in stock in size M?" }
-                    }]
-                }
-            }]
+    meta_delivery(json!({
+        "contacts": [{ "profile": { "name": "Sheena Nelson" }, "wa_id": CUSTOMER }],
+        "messages": [{
+            "from": CUSTOMER,
+            "id": wamid,
+            "timestamp": now.to_string(),
+            "type": "text",
+            "text": { "body": "Hello! Is the blue jacket in stock in size M?" }
         }]
-    })
+    }))
 }
 
 async fn up() -> anyhow::Result<()> {

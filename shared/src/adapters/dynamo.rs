@@ -270,15 +270,7 @@ fn update(
 
 impl TenantStore for DynamoStore {
     async fn integration(&self, pn: &PhoneNumberId) -> StoreResult<Option<Integration>> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(integration_key(pn))))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(item) = output.item else {
+        let Some(item) = self.get(integration_key(pn), false).await? else {
             return Ok(None);
         };
         let provider = match required(&item, "provider")? {
@@ -319,15 +311,8 @@ impl TenantStore for DynamoStore {
     }
 
     async fn ai_config(&self, ws: &WorkspaceId) -> StoreResult<AiConfig> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(ai_config_key(ws))))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match output.item.as_ref().and_then(|i| get_s(i, "config")) {
+        let item = self.get(ai_config_key(ws), false).await?;
+        match item.as_ref().and_then(|i| get_s(i, "config")) {
             Some(json) => serde_json::from_str(json).map_err(corrupt),
             None => Ok(AiConfig::default()),
         }
@@ -829,16 +814,7 @@ impl MessageStore for DynamoStore {
         intent: &ReplyIntent,
         update: &StatusUpdate,
     ) -> StoreResult<bool> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(intent_key(intent))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(item) = output.item else {
+        let Some(item) = self.get(intent_key(intent), true).await? else {
             return Ok(false);
         };
         if !matches!(get_s(&item, "state"), Some("sending" | "unknown")) {
@@ -907,12 +883,16 @@ impl DynamoStore {
 
     /// Reads one raw item, for the demo's and the tests' eyes.
     pub async fn raw_item(&self, k: (String, String)) -> StoreResult<Option<Item>> {
+        self.get(k, true).await
+    }
+
+    async fn get(&self, k: (String, String), consistent: bool) -> StoreResult<Option<Item>> {
         Ok(self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key(k)))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(unavailable)?
