@@ -370,7 +370,7 @@ where
         }
 
         let skip = self
-            .skip_reason(&contact, &ws, at, origin.as_deref())
+            .skip_reason(&contact, &ws, at, origin.as_deref(), stored)
             .await?;
         match skip {
             Some(reason) => {
@@ -413,6 +413,7 @@ where
         ws: &WorkspaceId,
         at: OffsetDateTime,
         origin: Option<&str>,
+        first_time: bool,
     ) -> Result<Option<&'static str>, ProcessError> {
         if self.too_old(at) {
             return Ok(Some("message is too old"));
@@ -420,7 +421,10 @@ where
         if matches!(origin, Some("business_app" | "history_sync")) {
             return Ok(Some("message did not come from the customer live"));
         }
-        if contact.answered_through.is_some_and(|t| at <= t) {
+        // A message seen for the first time is always unanswered, even if it shares its
+        // (whole-second) timestamp with one already answered. A redelivery is answered if a
+        // reply covered its time; the reply intent guards the exact trigger besides.
+        if !first_time && contact.answered_through.is_some_and(|t| at <= t) {
             return Ok(Some("a reply already covers this message"));
         }
         if contact.bot_paused {

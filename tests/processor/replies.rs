@@ -238,3 +238,46 @@ async fn grok_timing_out_fails_over_to_sealion() {
     );
     assert_eq!(world.sent_texts().await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_second_message_in_the_same_second_as_an_answered_one_still_gets_its_own_reply() {
+    let world = spawn_world(Options::default()).await;
+    let t = now();
+    world
+        .deliver_meta(&meta_texts(&[("wamid.SAMESEC1", CUSTOMER, "First", t)]))
+        .await;
+    world.pump().await;
+    world
+        .deliver_meta(&meta_texts(&[("wamid.SAMESEC2", CUSTOMER, "Second", t)]))
+        .await;
+    world.pump().await;
+    assert_eq!(
+        world.sent_texts().await.len(),
+        2,
+        "Meta timestamps are whole seconds"
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_message_that_a_reply_already_covered_gets_no_second_reply() {
+    let world = spawn_world(Options::default()).await;
+    let t = now();
+    let burst = meta_texts(&[
+        ("wamid.COVER1", CUSTOMER, "One", t - 1),
+        ("wamid.COVER2", CUSTOMER, "Two", t),
+    ]);
+    world.deliver_meta(&burst).await;
+    world.pump().await;
+    assert_eq!(world.sent_texts().await.len(), 1);
+    // The burst's first message comes again later (not the trigger, so no intent guards it).
+    let first = integration_tests::processor::envelopes_of(&burst).remove(0);
+    let response = integration_tests::processor::invoke(
+        &world.processor,
+        integration_tests::processor::event(vec![integration_tests::processor::record(
+            "again", &first,
+        )]),
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(world.sent_texts().await.len(), 1);
+}

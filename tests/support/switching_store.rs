@@ -1,0 +1,228 @@
+//! A store that fails for chosen messages: it delegates to the live DynamoDB store, except that
+//! storing a poisoned wamid goes to a DynamoDB client pointed at a dead port, so the failure is
+//! the SDK's own dispatch error and not a stub.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use shared::adapters::dynamo::DynamoStore;
+use shared::adapters::secrets_manager::SecretsManagerSource;
+use shared::ai::LlmClient;
+use shared::crm::{
+    AiConfig, ContactState, ConversationChoice, HistoryItem, Integration, IntentOutcome,
+    NewMessage, ReplyDraft, ReplyIntent, StatusOutcome, StatusUpdate,
+};
+use shared::ids::{ConversationId, PhoneNumberId, WaId, WorkspaceId};
+use shared::processor::{Processor, ProcessorSettings};
+use shared::retry::RetryPolicy;
+use shared::secrets::SecretsCache;
+use shared::store::{ContactStore, MessageStore, StoreResult, TenantStore};
+use shared::whatsapp::{WhatsAppClient, WhatsAppConfig};
+use time::OffsetDateTime;
+
+use crate::TestStack;
+
+/// Nothing listens here: every request fails to connect.
+pub const DEAD_ENDPOINT: &str = "http://127.0.0.1:9";
+
+pub type SwitchingProcessor = Processor<SwitchingStore, SecretsManagerSource>;
+
+#[derive(Clone)]
+pub struct SwitchingStore {
+    live: DynamoStore,
+    dead: DynamoStore,
+    poisoned: Arc<Mutex<HashSet<String>>>,
+}
+
+impl SwitchingStore {
+    /// Wraps `live`; the dead twin uses the same table name on [`DEAD_ENDPOINT`].
+    pub async fn new(live: DynamoStore) -> Self {
+        let dead_aws = local_stack::aws_config_for(DEAD_ENDPOINT).await;
+        let dead = DynamoStore::new(&dead_aws, live.table());
+        Self {
+            live,
+            dead,
+            poisoned: Arc::default(),
+        }
+    }
+
+    /// From now on, storing this inbound message fails.
+    pub fn poison(&self, wamid: &str) {
+        self.poisoned
+            .lock()
+            .expect("poison set lock")
+            .insert(wamid.to_owned());
+    }
+
+    /// Every message stores normally again.
+    pub fn cure_all(&self) {
+        self.poisoned.lock().expect("poison set lock").clear();
+    }
+
+    fn for_inbound(&self, message: &NewMessage) -> &DynamoStore {
+        let poisoned = self
+            .poisoned
+            .lock()
+            .expect("poison set lock")
+            .contains(message.wamid.as_str());
+        if poisoned { &self.dead } else { &self.live }
+    }
+}
+
+impl TenantStore for SwitchingStore {
+    async fn integration(&self, pn: &PhoneNumberId) -> StoreResult<Option<Integration>> {
+        self.live.integration(pn).await
+    }
+
+    async fn mark_integration_error(&self, pn: &PhoneNumberId, error: &str) -> StoreResult<()> {
+        self.live.mark_integration_error(pn, error).await
+    }
+
+    async fn ai_config(&self, ws: &WorkspaceId) -> StoreResult<AiConfig> {
+        self.live.ai_config(ws).await
+    }
+}
+
+impl ContactStore for SwitchingStore {
+    async fn upsert_inbound_contact(
+        &self,
+        ws: &WorkspaceId,
+        wa_id: &WaId,
+        profile_name: Option<&str>,
+        at: OffsetDateTime,
+    ) -> StoreResult<ContactState> {
+        self.live
+            .upsert_inbound_contact(ws, wa_id, profile_name, at)
+            .await
+    }
+
+    async fn set_opt_out(
+        &self,
+        ws: &WorkspaceId,
+        wa_id: &WaId,
+        opted_out: bool,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.live.set_opt_out(ws, wa_id, opted_out, at).await
+    }
+}
+
+impl MessageStore for SwitchingStore {
+    async fn store_inbound(
+        &self,
+        message: &NewMessage,
+        conversation: &ConversationChoice,
+    ) -> StoreResult<bool> {
+        self.for_inbound(message)
+            .store_inbound(message, conversation)
+            .await
+    }
+
+    async fn store_outbound(&self, message: &NewMessage) -> StoreResult<bool> {
+        self.live.store_outbound(message).await
+    }
+
+    async fn apply_status(&self, update: &StatusUpdate) -> StoreResult<StatusOutcome> {
+        self.live.apply_status(update).await
+    }
+
+    async fn history(
+        &self,
+        conversation_id: &ConversationId,
+        limit: u32,
+    ) -> StoreResult<Vec<HistoryItem>> {
+        self.live.history(conversation_id, limit).await
+    }
+
+    async fn begin_reply(
+        &self,
+        intent: &ReplyIntent,
+        draft: &ReplyDraft,
+    ) -> StoreResult<IntentOutcome> {
+        self.live.begin_reply(intent, draft).await
+    }
+
+    async fn release_reply(&self, intent: &ReplyIntent) -> StoreResult<()> {
+        self.live.release_reply(intent).await
+    }
+
+    async fn fail_reply(
+        &self,
+        intent: &ReplyIntent,
+        code: Option<i64>,
+        reason: &str,
+    ) -> StoreResult<()> {
+        self.live.fail_reply(intent, code, reason).await
+    }
+
+    async fn flag_reply_unknown(&self, intent: &ReplyIntent, reason: &str) -> StoreResult<()> {
+        self.live.flag_reply_unknown(intent, reason).await
+    }
+
+    async fn record_reply(
+        &self,
+        intent: &ReplyIntent,
+        message: &NewMessage,
+        answered_through: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.live
+            .record_reply(intent, message, answered_through)
+            .await
+    }
+
+    async fn reconcile_reply(
+        &self,
+        intent: &ReplyIntent,
+        update: &StatusUpdate,
+    ) -> StoreResult<bool> {
+        self.live.reconcile_reply(intent, update).await
+    }
+}
+
+/// The processor over a [`SwitchingStore`], wired as `processor::build_processor` wires it.
+pub fn build_switching_processor(
+    stack: &TestStack,
+    store: SwitchingStore,
+    whatsapp_url: &str,
+    settings: ProcessorSettings,
+) -> Arc<SwitchingProcessor> {
+    let whatsapp = WhatsAppClient::new(
+        WhatsAppConfig {
+            kapso_base_url: whatsapp_url.to_owned(),
+            meta_base_url: whatsapp_url.to_owned(),
+            graph_version: "v24.0".into(),
+            request_timeout: Duration::from_secs(5),
+        },
+        RetryPolicy::new(3, Duration::from_millis(5), Duration::from_millis(20)),
+    );
+    let secrets = SecretsCache::new(
+        SecretsManagerSource::new(&stack.aws, stack.secret_id()),
+        Duration::from_secs(300),
+    );
+    Arc::new(Processor::new(
+        store,
+        whatsapp,
+        LlmClient::new(),
+        secrets,
+        settings,
+    ))
+}
+
+/// Calls the function's handler with a 30-second deadline, as `processor::invoke` does.
+pub async fn invoke_switching(
+    processor: &Arc<SwitchingProcessor>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let mut context = lambda_runtime::Context::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64;
+    context.deadline = now + 30_000;
+    let event = lambda_runtime::LambdaEvent::new(event, context);
+    message_processor::handle(Arc::clone(processor), event)
+        .await
+        .expect("the handler never fails whole")
+}
