@@ -173,7 +173,14 @@ async fn the_table_has_the_gsi_the_data_model_lists() {
     let stack = spawn_stack().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&stack.aws);
     let table = &stack.provisioned.tables["AppTable"];
-    let described = dynamo.describe_table().table_name(table).send().await.unwrap().table.unwrap();
+    let described = dynamo
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
     let indexes: Vec<_> = described
         .global_secondary_indexes()
         .iter()
@@ -185,12 +192,17 @@ async fn the_table_has_the_gsi_the_data_model_lists() {
 #[tokio::test]
 async fn the_processor_environment_from_the_template_is_a_valid_configuration() {
     let stack = spawn_stack().await;
-    let env = template().function_env("MessageProcessorFunction", &stack.provisioned).unwrap();
+    let env = template()
+        .function_env("MessageProcessorFunction", &stack.provisioned)
+        .unwrap();
     assert_eq!(env["TABLE_NAME"], stack.provisioned.tables["AppTable"]);
     let config = shared::config::ProcessorConfig::from_env(&shared::config::Env::from_pairs(
         env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     ))
     .expect("a valid processor configuration");
     assert_eq!(config.whatsapp.graph_version, "v24.0");
-    assert_eq!(config.settings.sealion_base_url, None, "an empty SealionBaseUrl disables SEA-LION");
+    assert_eq!(
+        config.settings.sealion_base_url, None,
+        "an empty SealionBaseUrl disables SEA-LION"
+    );
 }

@@ -8,7 +8,8 @@ use local_stack::paths;
 #[tokio::test]
 async fn the_sam_local_sqs_event_fixture_is_stored_by_the_handler() {
     let world = spawn_world(Options::default()).await;
-    let raw = std::fs::read_to_string(paths::root().join("events/sqs-envelope-batch.json")).unwrap();
+    let raw =
+        std::fs::read_to_string(paths::root().join("events/sqs-envelope-batch.json")).unwrap();
     let event = serde_json::from_str(&raw).expect("an SqsEvent");
     let response = invoke(&world.processor, event).await;
     assert!(failures(&response).is_empty());
