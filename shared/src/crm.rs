@@ -86,6 +86,9 @@ pub struct ConversationChoice {
     pub is_new: bool,
     /// The contact's conversation id as read, so a racing writer is detected, not overwritten.
     pub previous: Option<ConversationId>,
+    /// The conversation's newest inbound time once this message is in: a late, older message
+    /// never moves it back (it anchors the 24-hour customer-service window).
+    pub last_inbound_at: OffsetDateTime,
 }
 
 impl ContactState {
@@ -101,11 +104,13 @@ impl ContactState {
                 id: id.clone(),
                 is_new: false,
                 previous: Some(id.clone()),
+                last_inbound_at: last.max(at),
             },
             _ => ConversationChoice {
                 id: ConversationId::new_at(at),
                 is_new: true,
                 previous: self.conversation_id.clone(),
+                last_inbound_at: at,
             },
         }
     }
@@ -311,6 +316,15 @@ mod tests {
         let choice = state(Some("C1"), Some(now - time::Duration::minutes(5)))
             .choose_conversation(now, time::Duration::hours(24));
         assert_eq!(choice.id.as_str(), "C1");
+        assert!(!choice.is_new);
+    }
+
+    #[test]
+    fn a_late_older_message_never_moves_the_last_inbound_time_back() {
+        let now = OffsetDateTime::now_utc();
+        let choice = state(Some("C1"), Some(now))
+            .choose_conversation(now - time::Duration::minutes(3), time::Duration::hours(24));
+        assert_eq!(choice.last_inbound_at, now);
         assert!(!choice.is_new);
     }
 

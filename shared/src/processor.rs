@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
-use secrecy::SecretString;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tracing::{Instrument, instrument};
@@ -319,7 +318,7 @@ where
         }
         let mut contact = contact;
         contact.conversation_id = Some(choice.id.clone());
-        contact.last_inbound_at = Some(contact.last_inbound_at.map_or(at, |l| l.max(at)));
+        contact.last_inbound_at = Some(choice.last_inbound_at);
         if choice.is_new {
             contact.bot_paused = false;
         }
@@ -363,8 +362,11 @@ where
                 conversation_id: choice.id.clone(),
                 trigger: wamid.clone(),
             };
-            self.send_reply(&integration, intent, draft, at, deadline)
-                .await?;
+            let secrets = self.secrets.get().await.map_err(ProcessError::Secrets)?;
+            if let Some(channel) = channel(&integration, &secrets) {
+                self.send_reply(&integration, &channel, intent, draft, at, deadline)
+                    .await?;
+            }
             state.contact = Some(contact);
             return Ok(());
         }
@@ -522,8 +524,6 @@ where
         let config = self.ai_config(&integration.workspace_id).await?;
         let secrets = self.secrets.get().await.map_err(ProcessError::Secrets)?;
         let Some(channel) = channel(&integration, &secrets) else {
-            tracing::error!(provider = ?integration.provider, "no API credentials for the number; cannot reply");
-            count_metric("MissingSendCredentials", 1);
             return Ok(());
         };
 
@@ -572,8 +572,8 @@ where
         };
         let responder = AiResponder::with_client(
             self.llm.clone(),
-            self.provider(ProviderNameHint::Grok, &config, &secrets),
-            self.provider(ProviderNameHint::Sealion, &config, &secrets),
+            self.grok(&config, &secrets),
+            self.sealion(&config),
         );
         let contact_key = format!(
             "{}:{}",
@@ -601,47 +601,36 @@ where
             conversation_id,
             trigger,
         };
-        self.send_reply(&integration, intent, draft, trigger_at, deadline)
+        self.send_reply(&integration, &channel, intent, draft, trigger_at, deadline)
             .await
     }
 
-    fn provider(
-        &self,
-        which: ProviderNameHint,
-        config: &AiConfig,
-        secrets: &AppSecrets,
-    ) -> Option<ProviderConfig> {
-        match which {
-            ProviderNameHint::Grok => secrets.grok_api_key.clone().map(|key| {
-                ProviderConfig::grok(
-                    self.settings.grok_base_url.clone(),
-                    config.grok_model.clone(),
-                    key,
-                )
-            }),
-            ProviderNameHint::Sealion => self
-                .settings
-                .sealion_base_url
-                .clone()
-                .map(|base| ProviderConfig::sealion(base, config.sealion_model.clone())),
-        }
+    /// Grok, when the app secret holds its key.
+    fn grok(&self, config: &AiConfig, secrets: &AppSecrets) -> Option<ProviderConfig> {
+        let key = secrets.grok_api_key.clone()?;
+        Some(ProviderConfig::grok(
+            self.settings.grok_base_url.clone(),
+            config.grok_model.clone(),
+            key,
+        ))
+    }
+
+    /// SEA-LION, when a base URL is configured.
+    fn sealion(&self, config: &AiConfig) -> Option<ProviderConfig> {
+        let base = self.settings.sealion_base_url.clone()?;
+        Some(ProviderConfig::sealion(base, config.sealion_model.clone()))
     }
 
     /// Sends a reply at most once: the intent is recorded first, and only its owner sends.
     async fn send_reply(
         &self,
         integration: &Integration,
+        channel: &Channel,
         intent: ReplyIntent,
         draft: ReplyDraft,
         answered_through: OffsetDateTime,
         deadline: Instant,
     ) -> Result<(), ProcessError> {
-        let secrets = self.secrets.get().await.map_err(ProcessError::Secrets)?;
-        let Some(channel) = channel(integration, &secrets) else {
-            tracing::error!(provider = ?integration.provider, "no API credentials for the number; cannot reply");
-            count_metric("MissingSendCredentials", 1);
-            return Ok(());
-        };
         match self.store.begin_reply(&intent, &draft).await? {
             IntentOutcome::Acquired => {}
             IntentOutcome::AlreadySent => {
@@ -711,21 +700,24 @@ where
     }
 }
 
-#[derive(Clone, Copy)]
-enum ProviderNameHint {
-    Grok,
-    Sealion,
-}
-
-/// How an integration sends, with credentials from the app secret.
+/// How an integration sends, with credentials from the app secret. Missing credentials are
+/// logged and counted: nothing can be sent for that number until they are configured.
 fn channel(integration: &Integration, secrets: &AppSecrets) -> Option<Channel> {
-    let key = |s: &Option<SecretString>| s.clone();
-    match integration.provider {
-        Provider::Kapso => key(&secrets.kapso_api_key).map(|api_key| Channel::Kapso { api_key }),
-        Provider::Meta => {
-            key(&secrets.meta_access_token).map(|access_token| Channel::Meta { access_token })
-        }
+    let channel = match integration.provider {
+        Provider::Kapso => secrets
+            .kapso_api_key
+            .clone()
+            .map(|api_key| Channel::Kapso { api_key }),
+        Provider::Meta => secrets
+            .meta_access_token
+            .clone()
+            .map(|access_token| Channel::Meta { access_token }),
+    };
+    if channel.is_none() {
+        tracing::error!(provider = ?integration.provider, "no API credentials for the number; cannot reply");
+        count_metric("MissingSendCredentials", 1);
     }
+    channel
 }
 
 /// Known tenants are cached longer than unknown numbers, so a newly connected number is

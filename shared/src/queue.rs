@@ -6,7 +6,7 @@ use std::future::Future;
 
 pub use crate::retry::RetryPolicy;
 
-use crate::envelope::{ENVELOPE_MAX_BYTES, Envelope};
+use crate::envelope::{ENVELOPE_MAX_BYTES, ENVELOPE_TARGET_BYTES, Envelope};
 
 /// SQS takes at most ten entries per batch.
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -116,6 +116,10 @@ pub async fn enqueue_all<Q: EnvelopeQueue>(
     let mut messages = Vec::with_capacity(envelopes.len());
     for (i, envelope) in envelopes.iter().enumerate() {
         let message = QueuedMessage::from_envelope(format!("e{i}"), envelope);
+        if message.size() > ENVELOPE_TARGET_BYTES {
+            // Still enqueued, but billed as more than one request: worth knowing about.
+            tracing::warn!(event_id = %envelope.event_id, bytes = message.size(), "envelope above one 64 KiB SQS billing chunk");
+        }
         if message.size() > ENVELOPE_MAX_BYTES {
             return Err(QueueError::EnvelopeTooLarge {
                 event_id: envelope.event_id.to_string(),

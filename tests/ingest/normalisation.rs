@@ -119,6 +119,10 @@ async fn every_meta_fixture_becomes_one_envelope_per_message_and_status() {
             assert_eq!(r.body["source"], "meta");
             assert_eq!(r.body["phone_number_id"], PHONE_NUMBER_ID);
             assert!(r.body["raw"].is_object(), "{path}: raw event kept");
+            assert!(
+                r.body.to_string().len() < shared::envelope::ENVELOPE_TARGET_BYTES,
+                "{path}: an envelope fits one 64 KiB SQS billing chunk"
+            );
         }
     }
 }

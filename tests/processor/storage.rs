@@ -109,3 +109,26 @@ async fn a_message_after_the_inactivity_period_starts_a_new_conversation() {
     let contact = world.contact(CUSTOMER).await.unwrap();
     assert_eq!(s(&contact, "conversation_id"), s(&new, "conversation_id"));
 }
+
+#[tokio::test]
+async fn a_late_older_message_does_not_move_the_last_inbound_time_back() {
+    let mut options = Options::default();
+    options.ai.enabled = false;
+    let world = spawn_world(options).await;
+    let now = integration_tests::processor::now();
+    let newer =
+        integration_tests::processor::meta_texts(&[("wamid.NEWER", CUSTOMER, "newer", now)]);
+    let older =
+        integration_tests::processor::meta_texts(&[("wamid.OLDER", CUSTOMER, "older", now - 120)]);
+    world.deliver_meta(&newer).await;
+    world.pump().await;
+    let before = s(&world.contact(CUSTOMER).await.unwrap(), "last_inbound_at").to_owned();
+    world.deliver_meta(&older).await;
+    world.pump().await;
+    assert!(
+        world.message("wamid.OLDER").await.is_some(),
+        "the late message is stored"
+    );
+    let contact = world.contact(CUSTOMER).await.unwrap();
+    assert_eq!(s(&contact, "last_inbound_at"), before);
+}

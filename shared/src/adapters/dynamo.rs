@@ -444,7 +444,7 @@ impl MessageStore for DynamoStore {
         };
         let mut values = vec![
             (":conv", s(conversation.id.as_str())),
-            (":ts", ts(message.timestamp)),
+            (":ts", ts(conversation.last_inbound_at)),
         ];
         if let Some(previous) = &conversation.previous {
             values.push((":previous", s(previous.as_str())));
@@ -467,7 +467,7 @@ impl MessageStore for DynamoStore {
         let conversation_key = conversation_key(ws, wa_id, &conversation.id);
         let gsi1sk = s(format!(
             "CONV#{:015}#{}",
-            millis(message.timestamp),
+            millis(conversation.last_inbound_at),
             conversation.id.as_str()
         ));
         if conversation.is_new {
@@ -505,7 +505,7 @@ impl MessageStore for DynamoStore {
                 conversation_key,
                 "SET last_inbound_at = :ts, last_message_at = :ts, gsi1sk = :gsk",
                 &[],
-                vec![(":ts", ts(message.timestamp)), (":gsk", gsi1sk)],
+                vec![(":ts", ts(conversation.last_inbound_at)), (":gsk", gsi1sk)],
                 None,
             )?);
         }
