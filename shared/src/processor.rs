@@ -649,7 +649,7 @@ where
         message.biz_opaque_callback_data = Some(intent.key());
         match self
             .whatsapp
-            .send(&channel, &integration.phone_number_id, &message, deadline)
+            .send(channel, &integration.phone_number_id, &message, deadline)
             .await
         {
             Ok(sent) => {
