@@ -669,7 +669,11 @@ where
                 tracing::info!(wamid = %wamid, "reply sent");
                 Ok(())
             }
-            Err(e @ (WhatsAppError::Throttled { .. } | WhatsAppError::InFlight)) => {
+            Err(
+                e @ (WhatsAppError::Throttled { .. }
+                | WhatsAppError::InFlight
+                | WhatsAppError::Unreachable { .. }),
+            ) => {
                 // Certainly not sent: let SQS redeliver and try again.
                 self.store.release_reply(&intent).await?;
                 Err(ProcessError::SendLater(e))

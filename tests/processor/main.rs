@@ -11,3 +11,4 @@ mod sending;
 mod skip_rules;
 mod statuses;
 mod storage;
+mod unknown_outcome;

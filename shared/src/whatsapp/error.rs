@@ -34,7 +34,11 @@ pub enum WhatsAppError {
     /// Kapso's HTTP 409: another message to this conversation is still being sent.
     #[error("another message to this conversation is in flight")]
     InFlight,
-    /// A network failure, a timeout or a server error without a known code.
+    /// No connection could be made: the request certainly never reached the API.
+    #[error("the WhatsApp API could not be reached: {message}")]
+    Unreachable { message: String },
+    /// A timeout, a broken connection or a server error without a known code. The request may
+    /// or may not have been acted on, so a message send is never repeated on it.
     #[error("transient failure{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
     Transient {
         status: Option<u16>,
@@ -54,8 +58,17 @@ impl WhatsAppError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Throttled { .. } | Self::InFlight | Self::Transient { .. }
+            Self::Throttled { .. }
+                | Self::InFlight
+                | Self::Unreachable { .. }
+                | Self::Transient { .. }
         )
+    }
+
+    /// Whether the API may have acted on the request despite the error. Sending a message again
+    /// after such an error could deliver it twice.
+    pub fn may_have_been_delivered(&self) -> bool {
+        matches!(self, Self::Transient { .. })
     }
 
     /// Meta's error code, when the API gave one.
@@ -67,7 +80,7 @@ impl WhatsAppError {
             | Self::Undeliverable { code, .. }
             | Self::PolicyBlocked { code, .. } => Some(*code),
             Self::InvalidParameter { code, .. } | Self::Rejected { code, .. } => *code,
-            Self::InFlight | Self::Transient { .. } => None,
+            Self::InFlight | Self::Unreachable { .. } | Self::Transient { .. } => None,
         }
     }
 
@@ -184,6 +197,7 @@ mod tests {
             WhatsAppError::InvalidParameter { .. } => "InvalidParameter",
             WhatsAppError::InFlight => "InFlight",
             WhatsAppError::Transient { .. } => "Transient",
+            WhatsAppError::Unreachable { .. } => "Unreachable",
             WhatsAppError::Rejected { .. } => "Rejected",
         }
     }

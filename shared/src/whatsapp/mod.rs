@@ -126,7 +126,9 @@ impl WhatsAppClient {
                 Ok(wamid) => return Ok(Sent { wamid, attempts }),
                 Err(error) => error,
             };
-            if !error.is_retryable() {
+            // A message whose first attempt may have landed is not sent again; reading receipts
+            // are idempotent and may be.
+            if !error.is_retryable() || (error.may_have_been_delivered() && !is_mark_read) {
                 return Err(error);
             }
             let Some(delay) = delays.next() else {
@@ -224,6 +226,7 @@ async fn attempt(
 /// A request that got no HTTP answer. The text keeps the cause chain; reqwest's errors name the
 /// URL, which holds the phone number id but never the credential.
 fn network_error(error: reqwest::Error) -> WhatsAppError {
+    let connect = error.is_connect() && !error.is_timeout();
     let mut message = if error.is_timeout() {
         "the request timed out".to_owned()
     } else {
@@ -234,6 +237,9 @@ fn network_error(error: reqwest::Error) -> WhatsAppError {
         message.push_str(": ");
         message.push_str(&cause.to_string());
         source = cause.source();
+    }
+    if connect {
+        return WhatsAppError::Unreachable { message };
     }
     WhatsAppError::Transient {
         status: None,
@@ -547,11 +553,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_server_error_is_transient_and_retried_until_the_policy_runs_out() {
+    async fn a_server_error_on_a_message_is_not_retried_because_it_may_have_been_delivered() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(503).set_body_string("Service Unavailable"))
-            .expect(4)
+            .expect(1)
             .mount(&server)
             .await;
 
@@ -567,7 +573,55 @@ mod tests {
                 message: "HTTP 503".into()
             }
         );
-        assert!(error.is_retryable());
+        assert!(error.may_have_been_delivered());
+    }
+
+    #[tokio::test]
+    async fn a_server_error_on_a_read_receipt_is_retried_until_the_policy_runs_out() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503).set_body_string("Service Unavailable"))
+            .expect(4)
+            .mount(&server)
+            .await;
+        let read = Outgoing::mark_read(Wamid::parse("wamid.R").unwrap(), true);
+
+        let error = client(&server)
+            .send(&meta(), &phone_number_id(), &read, in_ten_seconds())
+            .await
+            .unwrap_err();
+
+        assert!(matches!(
+            error,
+            WhatsAppError::Transient {
+                status: Some(503),
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_api_is_retried_because_nothing_was_sent() {
+        // Port 9 (discard) is closed on loopback: every attempt fails to connect.
+        let config = WhatsAppConfig {
+            kapso_base_url: "http://127.0.0.1:9".into(),
+            meta_base_url: "http://127.0.0.1:9".into(),
+            graph_version: "v24.0".into(),
+            request_timeout: Duration::from_secs(2),
+        };
+        let client = WhatsAppClient::new(
+            config,
+            RetryPolicy::new(2, Duration::from_millis(1), Duration::from_millis(2)),
+        );
+        let error = client
+            .send(&meta(), &phone_number_id(), &hello(), in_ten_seconds())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, WhatsAppError::Unreachable { .. }),
+            "{error:?}"
+        );
+        assert!(!error.may_have_been_delivered());
     }
 
     #[tokio::test]
