@@ -5,12 +5,10 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use integration_tests::processor::{
-    CUSTOMER, Options, World, envelopes_of, event, failures, meta_text, meta_texts, now, record,
-    spawn_world,
+    CUSTOMER, Options, World, build_processor, envelopes_of, event, failures, invoke, meta_text,
+    meta_texts, now, record, spawn_world,
 };
-use integration_tests::switching_store::{
-    SwitchingStore, build_switching_processor, invoke_switching,
-};
+use integration_tests::switching_store::SwitchingStore;
 use integration_tests::unique_name;
 use local_stack::bridge::PumpReport;
 use shared::crm::AiConfig;
@@ -66,11 +64,12 @@ async fn a_dynamodb_failure_mid_batch_fails_that_record_and_the_rest_of_its_grou
     })
     .await;
     let store = SwitchingStore::new(world.store.clone()).await;
-    let processor = build_switching_processor(
+    let processor = build_processor(
         &world.stack,
         store.clone(),
         &world.whatsapp.uri(),
         ProcessorSettings::default(),
+        &world.stack.aws,
     );
     let t = now();
     let envelopes = envelopes_of(&meta_texts(&[
@@ -92,7 +91,7 @@ async fn a_dynamodb_failure_mid_batch_fails_that_record_and_the_rest_of_its_grou
     );
     store.poison("wamid.A2");
 
-    let response = invoke_switching(&processor, event(vec![a1, a2.clone(), b1, a3.clone()])).await;
+    let response = invoke(&processor, event(vec![a1, a2.clone(), b1, a3.clone()])).await;
 
     let mut failed = failures(&response);
     failed.sort();
@@ -103,7 +102,7 @@ async fn a_dynamodb_failure_mid_batch_fails_that_record_and_the_rest_of_its_grou
     assert!(world.message("wamid.A3").await.is_none());
 
     store.cure_all();
-    let retry = invoke_switching(&processor, event(vec![a2, a3])).await;
+    let retry = invoke(&processor, event(vec![a2, a3])).await;
 
     assert!(failures(&retry).is_empty(), "{:?}", failures(&retry));
     for wamid in ["wamid.A1", "wamid.A2", "wamid.A3", "wamid.B1"] {

@@ -16,6 +16,7 @@ use shared::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
 use shared::processor::{Processor, ProcessorSettings};
 use shared::retry::RetryPolicy;
 use shared::secrets::SecretsCache;
+use shared::store::{ContactStore, MessageStore, TenantStore};
 use shared::whatsapp::{WhatsAppClient, WhatsAppConfig};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -149,14 +150,14 @@ pub async fn seed(store: &DynamoStore, workspace: &WorkspaceId, provider: Provid
         .unwrap();
 }
 
-/// The processor as `main` builds it, with outside services at the given fakes.
-pub fn build_processor(
+/// The processor as `main` builds it, over any store, with outside services at the given fakes.
+pub fn build_processor<S: TenantStore + ContactStore + MessageStore>(
     stack: &TestStack,
-    store: DynamoStore,
+    store: S,
     whatsapp_url: &str,
     settings: ProcessorSettings,
     secrets_aws: &aws_config::SdkConfig,
-) -> Arc<TestProcessor> {
+) -> Arc<Processor<S, SecretsManagerSource>> {
     let whatsapp = WhatsAppClient::new(
         WhatsAppConfig {
             kapso_base_url: whatsapp_url.to_owned(),
@@ -189,7 +190,10 @@ impl Invoke for InProcess {
 }
 
 /// Calls the function's handler with a 30-second deadline.
-pub async fn invoke(processor: &Arc<TestProcessor>, event: SqsEvent) -> SqsBatchResponse {
+pub async fn invoke<S: TenantStore + ContactStore + MessageStore>(
+    processor: &Arc<Processor<S, SecretsManagerSource>>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
     let mut context = lambda_runtime::Context::default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

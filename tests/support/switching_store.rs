@@ -4,30 +4,18 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use shared::adapters::dynamo::DynamoStore;
-use shared::adapters::secrets_manager::SecretsManagerSource;
-use shared::ai::LlmClient;
 use shared::crm::{
     AiConfig, ContactState, ConversationChoice, HistoryItem, Integration, IntentOutcome,
     NewMessage, ReplyDraft, ReplyIntent, StatusOutcome, StatusUpdate,
 };
 use shared::ids::{ConversationId, PhoneNumberId, WaId, WorkspaceId};
-use shared::processor::{Processor, ProcessorSettings};
-use shared::retry::RetryPolicy;
-use shared::secrets::SecretsCache;
 use shared::store::{ContactStore, MessageStore, StoreResult, TenantStore};
-use shared::whatsapp::{WhatsAppClient, WhatsAppConfig};
 use time::OffsetDateTime;
-
-use crate::TestStack;
 
 /// Nothing listens here: every request fails to connect.
 pub const DEAD_ENDPOINT: &str = "http://127.0.0.1:9";
-
-pub type SwitchingProcessor = Processor<SwitchingStore, SecretsManagerSource>;
 
 #[derive(Clone)]
 pub struct SwitchingStore {
@@ -179,50 +167,4 @@ impl MessageStore for SwitchingStore {
     ) -> StoreResult<bool> {
         self.live.reconcile_reply(intent, update).await
     }
-}
-
-/// The processor over a [`SwitchingStore`], wired as `processor::build_processor` wires it.
-pub fn build_switching_processor(
-    stack: &TestStack,
-    store: SwitchingStore,
-    whatsapp_url: &str,
-    settings: ProcessorSettings,
-) -> Arc<SwitchingProcessor> {
-    let whatsapp = WhatsAppClient::new(
-        WhatsAppConfig {
-            kapso_base_url: whatsapp_url.to_owned(),
-            meta_base_url: whatsapp_url.to_owned(),
-            graph_version: "v24.0".into(),
-            request_timeout: Duration::from_secs(5),
-        },
-        RetryPolicy::new(3, Duration::from_millis(5), Duration::from_millis(20)),
-    );
-    let secrets = SecretsCache::new(
-        SecretsManagerSource::new(&stack.aws, stack.secret_id()),
-        Duration::from_secs(300),
-    );
-    Arc::new(Processor::new(
-        store,
-        whatsapp,
-        LlmClient::new(),
-        secrets,
-        settings,
-    ))
-}
-
-/// Calls the function's handler with a 30-second deadline, as `processor::invoke` does.
-pub async fn invoke_switching(
-    processor: &Arc<SwitchingProcessor>,
-    event: SqsEvent,
-) -> SqsBatchResponse {
-    let mut context = lambda_runtime::Context::default();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as u64;
-    context.deadline = now + 30_000;
-    let event = lambda_runtime::LambdaEvent::new(event, context);
-    message_processor::handle(Arc::clone(processor), event)
-        .await
-        .expect("the handler never fails whole")
 }
