@@ -98,7 +98,6 @@ pub struct Processor<S, X> {
 /// Inbound messages of one conversation seen in this batch that may get a reply.
 struct Burst {
     integration: Integration,
-    contact: ContactState,
     source: Source,
     /// Index of the record whose message triggers the reply (the newest eligible one).
     trigger_index: usize,
@@ -190,9 +189,10 @@ where
                 break;
             }
         }
-        if let Some(burst) = state.burst.take() {
+        // The group's contact, as its last record left it, is the burst's contact.
+        if let (Some(burst), Some(contact)) = (state.burst.take(), state.contact.take()) {
             let trigger = burst.trigger_index;
-            if let Err(e) = self.reply(burst, deadline).await {
+            if let Err(e) = self.reply(burst, contact, deadline).await {
                 tracing::error!(error.cause_chain = %cause_chain(&e), "reply failed; its trigger will be retried");
                 failed_from = Some(failed_from.map_or(trigger, |f: usize| f.min(trigger)));
             }
@@ -381,14 +381,12 @@ where
             None => {
                 let burst = state.burst.get_or_insert_with(|| Burst {
                     integration: integration.clone(),
-                    contact: contact.clone(),
                     source: envelope.source,
                     trigger_index: index,
                     trigger: wamid.clone(),
                     trigger_at: at,
                     messages: Vec::new(),
                 });
-                burst.contact = contact.clone();
                 burst.trigger_index = index;
                 burst.trigger = wamid.clone();
                 burst.trigger_at = burst.trigger_at.max(at);
@@ -508,10 +506,14 @@ where
 
     /// Answers a burst with one AI reply.
     #[instrument(skip_all, fields(trigger = %burst.trigger, messages = burst.messages.len()))]
-    async fn reply(&self, burst: Burst, deadline: Instant) -> Result<(), ProcessError> {
+    async fn reply(
+        &self,
+        burst: Burst,
+        contact: ContactState,
+        deadline: Instant,
+    ) -> Result<(), ProcessError> {
         let Burst {
             integration,
-            contact,
             source,
             trigger,
             trigger_at,

@@ -760,6 +760,8 @@ impl MessageStore for DynamoStore {
         Ok(())
     }
 
+    // Unlike `store_outbound`, no early statuses are looked for: a reply's statuses share its
+    // conversation's FIFO group, so they reach the processor only after this batch is done.
     async fn record_reply(
         &self,
         intent: &ReplyIntent,

@@ -149,7 +149,7 @@ fn meta_change(
         return Ok(());
     };
 
-    for raw in &value.messages {
+    for &raw in &value.messages {
         let Ok(head) = serde_json::from_str::<meta::MessageHead>(raw.get()) else {
             out.skip("message", "message has no id");
             continue;
@@ -173,11 +173,11 @@ fn meta_change(
                 profile_name,
                 received_at: ctx.received_at,
                 occurred_at: head.timestamp.as_deref().and_then(unix_seconds),
-                raw: to_owned(raw),
+                raw: raw.to_owned(),
             },
         );
     }
-    for raw in &value.statuses {
+    for &raw in &value.statuses {
         let Ok(head) = serde_json::from_str::<meta::StatusHead>(raw.get()) else {
             out.skip("status", "status has no id or status");
             continue;
@@ -197,11 +197,11 @@ fn meta_change(
                 profile_name: None,
                 received_at: ctx.received_at,
                 occurred_at: head.timestamp.as_deref().and_then(unix_seconds),
-                raw: to_owned(raw),
+                raw: raw.to_owned(),
             },
         );
     }
-    for raw in &value.errors {
+    for &raw in &value.errors {
         push(
             out,
             EnvelopeParts {
@@ -214,7 +214,7 @@ fn meta_change(
                 profile_name: None,
                 received_at: ctx.received_at,
                 occurred_at: None,
-                raw: to_owned(raw),
+                raw: raw.to_owned(),
             },
         );
     }
@@ -293,7 +293,7 @@ fn kapso_event(
             profile_name: head.contact_name().map(str::to_owned),
             received_at: ctx.received_at,
             occurred_at,
-            raw: to_owned(raw),
+            raw: raw.to_owned(),
         },
     );
     Ok(())
@@ -307,10 +307,6 @@ fn push(out: &mut Normalised, parts: EnvelopeParts) {
 /// is not a usable id (e.g. a wamid with whitespace).
 fn event_id(id: String, raw: &RawValue) -> EventId {
     EventId::parse(id).unwrap_or_else(|_| content_event_id("event", raw))
-}
-
-fn to_owned(raw: &RawValue) -> Box<RawValue> {
-    raw.to_owned()
 }
 
 fn unix_seconds(raw: &str) -> Option<OffsetDateTime> {
