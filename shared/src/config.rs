@@ -162,6 +162,7 @@ impl ProcessorConfig {
                     .unwrap_or("v24.0")
                     .to_owned(),
                 request_timeout: seconds("WHATSAPP_TIMEOUT_SECONDS", Duration::from_secs(10))?,
+                connect_timeout: crate::whatsapp::DEFAULT_CONNECT_TIMEOUT,
             },
         })
     }

@@ -33,10 +33,12 @@ impl Default for RetryPolicy {
 }
 
 /// Whether there is time for one more attempt: waiting `delay` and then allowing `attempt_time`
-/// must still end before `deadline`.
+/// must still end before `deadline`. A delay too long to add up (an API's `Retry-After` can be
+/// any number) never fits.
 pub fn fits_before(deadline: Instant, delay: Duration, attempt_time: Duration) -> bool {
-    Instant::now()
-        .checked_add(delay + attempt_time)
+    delay
+        .checked_add(attempt_time)
+        .and_then(|wait| Instant::now().checked_add(wait))
         .is_some_and(|end| end < deadline)
 }
 
@@ -68,6 +70,16 @@ mod tests {
             deadline,
             Duration::from_millis(60),
             Duration::from_millis(60)
+        ));
+    }
+
+    #[test]
+    fn a_delay_too_long_to_add_up_does_not_fit_and_does_not_panic() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        assert!(!fits_before(
+            deadline,
+            Duration::from_secs(u64::MAX),
+            Duration::from_millis(250)
         ));
     }
 }

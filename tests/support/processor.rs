@@ -164,6 +164,7 @@ pub fn build_processor<S: TenantStore + ContactStore + MessageStore>(
             meta_base_url: whatsapp_url.to_owned(),
             graph_version: "v24.0".into(),
             request_timeout: Duration::from_secs(5),
+            connect_timeout: shared::whatsapp::DEFAULT_CONNECT_TIMEOUT,
         },
         RetryPolicy::new(3, Duration::from_millis(5), Duration::from_millis(20)),
     );

@@ -2,8 +2,18 @@
 //!
 //! Meta answers errors as `{"error": {code, title, message, error_data: {details}}}`; Kapso's
 //! proxy forwards those unchanged and adds its own HTTP 409 when another message of the same
-//! conversation is still in flight. Messages here come from Meta's error text only: never the
-//! credential, never the message content.
+//! conversation is still in flight, and its own HTTP 429 (`{"error":"Rate limit exceeded"}` with
+//! `Retry-After`) when its rate limit is hit. Messages here come from the APIs' error text only:
+//! never the credential, never the message content.
+//!
+//! Callers must tell three outcomes apart, and the variants say which one they are:
+//! - certainly not sent ([`WhatsAppError::is_retryable`] and not
+//!   [`WhatsAppError::may_have_been_delivered`]): release and retry later;
+//! - maybe sent ([`WhatsAppError::may_have_been_delivered`]): never send again, reconcile by the
+//!   status webhook;
+//! - refused for good (neither): record the failure.
+
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -15,9 +25,17 @@ pub enum WhatsAppError {
     /// More than 24 hours since the customer last wrote: only a template may be sent (131047).
     #[error("outside the 24-hour customer service window (code {code}): {message}")]
     OutsideWindow { code: i64, message: String },
-    /// A rate limit was hit (130429, 131056, 80007, 4); worth retrying after a pause.
-    #[error("throttled by the WhatsApp API (code {code}): {message}")]
-    Throttled { code: i64, message: String },
+    /// A rate limit was hit: any HTTP 429 (Kapso's own carries no code), or Meta's codes 130429,
+    /// 131056, 80007 and 4 on any status. The request was not acted on; worth retrying after
+    /// `retry_after` (the `Retry-After` header in seconds, when the API sent one).
+    #[error("throttled by the WhatsApp API{}{}: {message}",
+        code.map(|c| format!(" (code {c})")).unwrap_or_default(),
+        retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    Throttled {
+        code: Option<i64>,
+        retry_after: Option<Duration>,
+        message: String,
+    },
     /// The credential is invalid or expired (0, 190); the caller marks the integration `error`.
     #[error("the access token or API key was refused (code {code}): {message}")]
     TokenInvalid { code: i64, message: String },
@@ -34,7 +52,8 @@ pub enum WhatsAppError {
     /// Kapso's HTTP 409: another message to this conversation is still being sent.
     #[error("another message to this conversation is in flight")]
     InFlight,
-    /// No connection could be made: the request certainly never reached the API.
+    /// The request certainly never reached the API: no connection could be opened (refused,
+    /// unresolvable, or the connect timed out), or the deadline had passed before any attempt.
     #[error("the WhatsApp API could not be reached: {message}")]
     Unreachable { message: String },
     /// A timeout, a broken connection or a server error without a known code. The request may
@@ -44,6 +63,11 @@ pub enum WhatsAppError {
         status: Option<u16>,
         message: String,
     },
+    /// The API answered 2xx but its answer could not be read (not JSON, no or an invalid message
+    /// id, the body broke off). It may well have sent the message, so this is no refusal: never
+    /// send it again; the status webhook tells what became of it.
+    #[error("the WhatsApp API accepted the request (HTTP {status}) but {message}")]
+    Unconfirmed { status: u16, message: String },
     /// Any other refusal.
     #[error("rejected by the WhatsApp API (HTTP {status}{}): {message}", code.map(|c| format!(", code {c}")).unwrap_or_default())]
     Rejected {
@@ -68,38 +92,68 @@ impl WhatsAppError {
     /// Whether the API may have acted on the request despite the error. Sending a message again
     /// after such an error could deliver it twice.
     pub fn may_have_been_delivered(&self) -> bool {
-        matches!(self, Self::Transient { .. })
+        matches!(self, Self::Transient { .. } | Self::Unconfirmed { .. })
     }
 
     /// Meta's error code, when the API gave one.
     pub fn code(&self) -> Option<i64> {
         match self {
             Self::OutsideWindow { code, .. }
-            | Self::Throttled { code, .. }
             | Self::TokenInvalid { code, .. }
             | Self::Undeliverable { code, .. }
             | Self::PolicyBlocked { code, .. } => Some(*code),
-            Self::InvalidParameter { code, .. } | Self::Rejected { code, .. } => *code,
-            Self::InFlight | Self::Unreachable { .. } | Self::Transient { .. } => None,
+            Self::Throttled { code, .. }
+            | Self::InvalidParameter { code, .. }
+            | Self::Rejected { code, .. } => *code,
+            Self::InFlight
+            | Self::Unreachable { .. }
+            | Self::Transient { .. }
+            | Self::Unconfirmed { .. } => None,
         }
     }
 
-    /// Maps a non-2xx answer. `via_kapso` because only Kapso's 409 means "in flight".
-    pub(crate) fn from_response(status: u16, body: &[u8], via_kapso: bool) -> Self {
+    /// The delay the API asked for before a retry, when it is throttling.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Maps a non-2xx answer. `via_kapso` because only Kapso's 409 means "in flight";
+    /// `retry_after` is the answer's `Retry-After` header, if any.
+    pub(crate) fn from_response(
+        status: u16,
+        body: &[u8],
+        via_kapso: bool,
+        retry_after: Option<&str>,
+    ) -> Self {
         if via_kapso && status == 409 {
             return Self::InFlight;
         }
-        match parse_error_body(body) {
-            ApiError::Coded(error) => Self::from_code(status, error.code, describe(&error)),
-            ApiError::Uncoded(message) => Self::uncoded(status, message),
-            ApiError::Unreadable => Self::uncoded(status, format!("HTTP {status}")),
+        let (code, message) = match parse_error_body(body) {
+            ApiError::Coded(error) => (Some(error.code), describe(&error)),
+            ApiError::Uncoded(message) => (None, message),
+            ApiError::Unreadable => (None, format!("HTTP {status}")),
+        };
+        // A 429 is refused before it is acted on, whoever sends it and whatever code it carries:
+        // reading it as "maybe delivered" would leave the reply unsent for good.
+        if status == 429 || code.is_some_and(is_throttling_code) {
+            return Self::Throttled {
+                code,
+                retry_after: retry_after.and_then(parse_retry_after),
+                message,
+            };
+        }
+        match code {
+            Some(code) => Self::from_code(status, code, message),
+            None => Self::uncoded(status, message),
         }
     }
 
     fn from_code(status: u16, code: i64, message: String) -> Self {
         match code {
             131047 => Self::OutsideWindow { code, message },
-            130429 | 131056 | 80007 | 4 => Self::Throttled { code, message },
             0 | 190 => Self::TokenInvalid { code, message },
             131026 => Self::Undeliverable { code, message },
             368 | 131048 | 131049 => Self::PolicyBlocked { code, message },
@@ -120,8 +174,9 @@ impl WhatsAppError {
     }
 
     fn uncoded(status: u16, message: String) -> Self {
-        // 408 and 429 without a Meta code still mean "later", like a 5xx.
-        if status >= 500 || status == 408 || status == 429 {
+        // A 408 without a Meta code still means "later", like a 5xx; whether the request was
+        // acted on is unknown.
+        if status >= 500 || status == 408 {
             Self::Transient {
                 status: Some(status),
                 message,
@@ -134,6 +189,23 @@ impl WhatsAppError {
             }
         }
     }
+}
+
+/// Meta's rate-limit codes: message throughput (130429), pair rate (131056), account (80007) and
+/// application (4) limits.
+fn is_throttling_code(code: i64) -> bool {
+    matches!(code, 130429 | 131056 | 80007 | 4)
+}
+
+/// `Retry-After` as delta-seconds. The HTTP-date form is ignored: neither Kapso nor Meta sends
+/// it, and without it the retry policy's own delays apply.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // All digits but too large for a u64: a wait that long never fits before any deadline.
+    Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)))
 }
 
 enum ApiError {
@@ -198,6 +270,7 @@ mod tests {
             WhatsAppError::InFlight => "InFlight",
             WhatsAppError::Transient { .. } => "Transient",
             WhatsAppError::Unreachable { .. } => "Unreachable",
+            WhatsAppError::Unconfirmed { .. } => "Unconfirmed",
             WhatsAppError::Rejected { .. } => "Rejected",
         }
     }
@@ -223,7 +296,7 @@ mod tests {
             (131051, 400, "Rejected"),
         ];
         for (code, status, expected) in cases {
-            let error = WhatsAppError::from_response(status, &meta_error(code), false);
+            let error = WhatsAppError::from_response(status, &meta_error(code), false, None);
             assert_eq!(variant(&error), expected, "code {code}: {error:?}");
             assert_eq!(error.code(), Some(code));
         }
@@ -231,7 +304,7 @@ mod tests {
 
     #[test]
     fn an_unknown_code_on_a_server_error_is_transient() {
-        let error = WhatsAppError::from_response(500, &meta_error(131000), false);
+        let error = WhatsAppError::from_response(500, &meta_error(131000), false, None);
         assert_eq!(variant(&error), "Transient");
         assert!(error.is_retryable());
     }
@@ -239,13 +312,13 @@ mod tests {
     #[test]
     fn only_throttling_in_flight_and_transient_errors_are_retryable() {
         let retryable = [
-            WhatsAppError::from_response(429, &meta_error(130429), false),
+            WhatsAppError::from_response(429, &meta_error(130429), false, None),
             WhatsAppError::InFlight,
-            WhatsAppError::from_response(503, b"", false),
+            WhatsAppError::from_response(503, b"", false, None),
         ];
         assert!(retryable.iter().all(WhatsAppError::is_retryable));
         let final_ = [131047, 190, 131026, 368, 100, 131051]
-            .map(|code| WhatsAppError::from_response(400, &meta_error(code), false));
+            .map(|code| WhatsAppError::from_response(400, &meta_error(code), false, None));
         assert!(final_.iter().all(|e| !e.is_retryable()), "{final_:?}");
     }
 
@@ -253,11 +326,11 @@ mod tests {
     fn a_409_means_in_flight_only_from_kapso() {
         let body = br#"{"error":"another message is in flight for this conversation"}"#;
         assert_eq!(
-            WhatsAppError::from_response(409, body, true),
+            WhatsAppError::from_response(409, body, true, None),
             WhatsAppError::InFlight
         );
         assert!(matches!(
-            WhatsAppError::from_response(409, body, false),
+            WhatsAppError::from_response(409, body, false, None),
             WhatsAppError::Rejected {
                 status: 409,
                 code: None,
@@ -268,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_server_error_without_a_code_is_transient() {
-        let error = WhatsAppError::from_response(502, b"<html>Bad Gateway</html>", false);
+        let error = WhatsAppError::from_response(502, b"<html>Bad Gateway</html>", false, None);
         assert_eq!(
             error,
             WhatsAppError::Transient {
@@ -281,7 +354,7 @@ mod tests {
 
     #[test]
     fn the_message_joins_meta_message_and_details() {
-        let error = WhatsAppError::from_response(400, &meta_error(131047), false);
+        let error = WhatsAppError::from_response(400, &meta_error(131047), false, None);
         assert_eq!(
             error,
             WhatsAppError::OutsideWindow {
@@ -293,7 +366,8 @@ mod tests {
 
     #[test]
     fn kapso_text_errors_keep_their_text() {
-        let error = WhatsAppError::from_response(401, br#"{"error":"Invalid API key"}"#, true);
+        let error =
+            WhatsAppError::from_response(401, br#"{"error":"Invalid API key"}"#, true, None);
         assert_eq!(
             error,
             WhatsAppError::Rejected {
@@ -301,6 +375,91 @@ mod tests {
                 code: None,
                 message: "Invalid API key".into()
             }
+        );
+    }
+
+    #[test]
+    fn kapsos_rate_limit_without_a_code_is_throttled_with_its_retry_after() {
+        let error = WhatsAppError::from_response(
+            429,
+            br#"{"error":"Rate limit exceeded"}"#,
+            true,
+            Some("60"),
+        );
+        assert_eq!(
+            error,
+            WhatsAppError::Throttled {
+                code: None,
+                retry_after: Some(Duration::from_secs(60)),
+                message: "Rate limit exceeded".into()
+            }
+        );
+        assert!(error.is_retryable());
+        assert!(!error.may_have_been_delivered());
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn any_429_is_throttled_whatever_its_body_or_code() {
+        for body in [
+            meta_error(131051),
+            meta_error(131047),
+            b"<html>Too Many Requests</html>".to_vec(),
+            Vec::new(),
+        ] {
+            for via_kapso in [true, false] {
+                let error = WhatsAppError::from_response(429, &body, via_kapso, None);
+                assert_eq!(variant(&error), "Throttled", "{error:?}");
+                assert!(error.is_retryable() && !error.may_have_been_delivered());
+            }
+        }
+    }
+
+    #[test]
+    fn metas_throttling_codes_keep_their_code_and_the_retry_after_header() {
+        let error = WhatsAppError::from_response(400, &meta_error(130429), false, Some(" 7 "));
+        assert_eq!(error.code(), Some(130429));
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn a_retry_after_that_is_not_a_number_of_seconds_is_ignored() {
+        for header in ["Wed, 21 Oct 2026 07:28:00 GMT", "-5", "1.5", ""] {
+            let error = WhatsAppError::from_response(429, b"", true, Some(header));
+            assert_eq!(error.retry_after(), None, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn an_absurdly_long_retry_after_is_kept_as_a_very_long_wait() {
+        let error = WhatsAppError::from_response(429, b"", true, Some("99999999999999999999999"));
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(u64::MAX)));
+    }
+
+    #[test]
+    fn an_unconfirmed_send_may_have_been_delivered_and_is_never_retried() {
+        let error = WhatsAppError::Unconfirmed {
+            status: 200,
+            message: "its answer is not JSON".into(),
+        };
+        assert!(error.may_have_been_delivered());
+        assert!(!error.is_retryable());
+        assert_eq!(error.code(), None);
+    }
+
+    #[test]
+    fn only_the_errors_that_certainly_sent_nothing_are_retryable_without_risk() {
+        let certainly_not_sent = [
+            WhatsAppError::from_response(429, b"", true, None),
+            WhatsAppError::InFlight,
+            WhatsAppError::Unreachable {
+                message: "connection refused".into(),
+            },
+        ];
+        assert!(
+            certainly_not_sent
+                .iter()
+                .all(|e| e.is_retryable() && !e.may_have_been_delivered())
         );
     }
 }

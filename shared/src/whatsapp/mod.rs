@@ -1,8 +1,12 @@
 //! The one WhatsApp Cloud API client: sends a message through Kapso's Meta proxy or Meta's Graph
 //! API directly, retrying what may succeed later within the caller's deadline.
+//!
+//! Every failure says whether the message was certainly not sent, may have been sent, or was
+//! refused for good (see [`WhatsAppError`]): the caller releases, reconciles or records it.
 
 mod error;
 mod messages;
+mod split;
 
 pub use error::WhatsAppError;
 pub use messages::{
@@ -11,6 +15,7 @@ pub use messages::{
     MAX_REPLY_BUTTONS, MAX_ROW_DESCRIPTION, MAX_ROW_ID, MAX_TEXT_BODY, MediaKind, MediaSource,
     Outgoing, OutgoingKind, ReplyButton, request_body,
 };
+pub use split::split_text;
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +30,10 @@ use crate::retry::{self, RetryPolicy};
 /// deadline is not made: it would only time out and leave the caller no time to react.
 pub const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(250);
 
+/// How long opening a connection may take unless configured otherwise. A connect to Kapso or
+/// Meta takes milliseconds from Lambda; one that takes seconds is not going to finish.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Where the APIs are and how long one request may take.
 #[derive(Debug, Clone)]
 pub struct WhatsAppConfig {
@@ -36,6 +45,11 @@ pub struct WhatsAppConfig {
     pub graph_version: String,
     /// The longest one HTTP request may take; shortened further by the caller's deadline.
     pub request_timeout: Duration,
+    /// The longest opening a connection may take (e.g. [`DEFAULT_CONNECT_TIMEOUT`]). A connect
+    /// that times out certainly sent nothing, so it is reported as
+    /// [`WhatsAppError::Unreachable`] and retried. Capped at half of `request_timeout`, so that it
+    /// always fires before the request's own timeout, which could not tell the two apart.
+    pub connect_timeout: Duration,
 }
 
 /// How one integration reaches the API.
@@ -79,17 +93,33 @@ struct SentMessage {
 
 impl WhatsAppClient {
     /// Builds the HTTP client once; `retry` spaces the retries of every send.
+    ///
+    /// # Panics
+    ///
+    /// When the TLS backend or the system resolver cannot be set up, exactly as
+    /// `reqwest::Client::new` does. It is built once at cold start, where failing init is right.
     pub fn new(config: WhatsAppConfig, retry: RetryPolicy) -> Self {
+        let connect_timeout = config.connect_timeout.min(config.request_timeout / 2);
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .build()
+            .expect("the HTTP client (TLS backend, resolver) could not be initialised");
         Self {
-            http: reqwest::Client::new(),
+            http,
             config,
             retry,
         }
     }
 
-    /// Sends `message` from `phone_number_id`, retrying throttling, Kapso's in-flight conflicts
-    /// and transient failures by the retry policy as long as another attempt fits before
-    /// `deadline`. The last error is returned when retries run out or would not fit.
+    /// Sends `message` from `phone_number_id`, retrying what certainly sent nothing (throttling,
+    /// Kapso's in-flight conflicts, an unreachable API) by the retry policy as long as another
+    /// attempt fits before `deadline`. A throttled send waits the API's `Retry-After` when that
+    /// is longer than the policy's delay, and only when the attempt after it still fits;
+    /// otherwise the `Throttled` error comes back at once. An error that may mean the message
+    /// was sent is never retried, except for read receipts, which are idempotent.
+    ///
+    /// A deadline already past when `send` is called gives [`WhatsAppError::Unreachable`]:
+    /// nothing was attempted.
     #[tracing::instrument(skip_all, fields(phone_number_id = %phone_number_id, kind = message.kind_name()))]
     pub async fn send(
         &self,
@@ -110,8 +140,9 @@ impl WhatsAppClient {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(WhatsAppError::Transient {
-                    status: None,
+                // Only reachable before the first attempt (retries wait only when they fit):
+                // nothing went out, so the caller may safely send again later.
+                return Err(WhatsAppError::Unreachable {
                     message: "the deadline passed before the message could be sent".into(),
                 });
             }
@@ -131,11 +162,19 @@ impl WhatsAppClient {
             if !error.is_retryable() || (error.may_have_been_delivered() && !is_mark_read) {
                 return Err(error);
             }
-            let Some(delay) = delays.next() else {
+            let Some(backoff) = delays.next() else {
                 return Err(error);
             };
+            // Retrying before the API's Retry-After would only be throttled again.
+            let delay = error
+                .retry_after()
+                .map_or(backoff, |after| after.max(backoff));
             if !retry::fits_before(deadline, delay, MIN_ATTEMPT_TIME) {
-                tracing::debug!(attempts, "no time left before the deadline for a retry");
+                tracing::debug!(
+                    attempts,
+                    ?delay,
+                    "no time left before the deadline for a retry"
+                );
                 return Err(error);
             }
             tracing::debug!(attempts, code = ?error.code(), ?delay, "retrying the send");
@@ -191,24 +230,41 @@ async fn attempt(
     let response = request.send().await.map_err(network_error)?;
     let status = response.status().as_u16();
     tracing::debug!(status, "whatsapp api answered");
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let body = response.bytes().await;
     if !(200..300).contains(&status) {
+        // An error answer whose body broke off is still that status.
         let body = body.unwrap_or_default();
-        return Err(WhatsAppError::from_response(status, &body, via_kapso));
+        return Err(WhatsAppError::from_response(
+            status,
+            &body,
+            via_kapso,
+            retry_after.as_deref(),
+        ));
     }
-    // From here the API has accepted the message. Whatever goes wrong reading its answer must not
-    // be retried, or the customer could get the message twice.
-    let accepted_but = |what: &str| WhatsAppError::Rejected {
+    // From here the API has accepted the message, so whatever goes wrong reading its answer is
+    // no refusal: the message may be on its way. It must not be retried either, or the customer
+    // could get it twice.
+    let accepted_but = |what: &str| WhatsAppError::Unconfirmed {
         status,
-        code: None,
-        message: format!("the API accepted the request but {what}"),
+        message: what.to_owned(),
     };
     let body = body.map_err(|_| accepted_but("its answer could not be read"))?;
     let answer: SendResponse =
         serde_json::from_slice(&body).map_err(|_| accepted_but("its answer is not JSON"))?;
     if is_mark_read {
+        // An explicit `success: false` is a refusal; a read receipt creates no message, so
+        // there is nothing to reconcile either way.
         return match answer.success {
-            Some(false) => Err(accepted_but("answered success: false")),
+            Some(false) => Err(WhatsAppError::Rejected {
+                status,
+                code: None,
+                message: "the API answered success: false to the read receipt".into(),
+            }),
             _ => Ok(None),
         };
     }
@@ -223,11 +279,15 @@ async fn attempt(
         .map_err(|e| accepted_but(&format!("its message id is invalid: {e}")))
 }
 
-/// A request that got no HTTP answer. The text keeps the cause chain; reqwest's errors name the
-/// URL, which holds the phone number id but never the credential.
+/// A request that got no HTTP answer. A failed connect, including one that hit the connect
+/// timeout, sent nothing; any other failure (the request's own timeout, a connection broken
+/// after it opened) may have come after the API read the request. The text keeps the cause
+/// chain; reqwest's errors name the URL, which holds the phone number id but never the credential.
 fn network_error(error: reqwest::Error) -> WhatsAppError {
-    let connect = error.is_connect() && !error.is_timeout();
-    let mut message = if error.is_timeout() {
+    let connect = error.is_connect();
+    let mut message = if connect && error.is_timeout() {
+        "the connection could not be opened in time".to_owned()
+    } else if error.is_timeout() {
         "the request timed out".to_owned()
     } else {
         error.to_string()
@@ -271,6 +331,7 @@ mod tests {
                 meta_base_url: format!("{}/", server.uri()),
                 graph_version: "v24.0".into(),
                 request_timeout,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             },
             RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(5)),
         )
@@ -526,7 +587,10 @@ mod tests {
 
         assert!(matches!(
             error,
-            WhatsAppError::Throttled { code: 130429, .. }
+            WhatsAppError::Throttled {
+                code: Some(130429),
+                ..
+            }
         ));
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
         assert!(Instant::now() < deadline + Duration::from_millis(50));
@@ -546,10 +610,11 @@ mod tests {
             .await
             .unwrap_err();
 
-        assert!(matches!(
-            error,
-            WhatsAppError::Transient { status: None, .. }
-        ));
+        assert!(
+            matches!(error, WhatsAppError::Unreachable { .. }),
+            "{error:?}"
+        );
+        assert!(!error.may_have_been_delivered() && error.is_retryable());
     }
 
     #[tokio::test]
@@ -608,6 +673,7 @@ mod tests {
             meta_base_url: "http://127.0.0.1:9".into(),
             graph_version: "v24.0".into(),
             request_timeout: Duration::from_secs(2),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         };
         let client = WhatsAppClient::new(
             config,
@@ -687,6 +753,282 @@ mod tests {
         assert!(server.received_requests().await.unwrap().is_empty());
     }
 
+    fn kapso_rate_limited(retry_after: &str) -> ResponseTemplate {
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", retry_after)
+            .set_body_json(json!({ "error": "Rate limit exceeded" }))
+    }
+
+    #[tokio::test]
+    async fn kapsos_rate_limit_without_a_code_is_retried_and_the_reply_is_sent() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(KAPSO_PATH))
+            .respond_with(kapso_rate_limited("0"))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(KAPSO_PATH))
+            .respond_with(accepted())
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let sent = client(&server)
+            .send(&kapso(), &phone_number_id(), &hello(), in_ten_seconds())
+            .await
+            .unwrap();
+
+        assert_eq!(sent.attempts, 2);
+        assert!(sent.wamid.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_the_deadline_returns_throttled_at_once_for_a_later_redelivery() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(kapso_rate_limited("60"))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let started = Instant::now();
+        let error = client(&server)
+            .send(&kapso(), &phone_number_id(), &hello(), in_ten_seconds())
+            .await
+            .unwrap_err();
+
+        assert_eq!(
+            error,
+            WhatsAppError::Throttled {
+                code: None,
+                retry_after: Some(Duration::from_secs(60)),
+                message: "Rate limit exceeded".into()
+            }
+        );
+        assert!(error.is_retryable() && !error.may_have_been_delivered());
+        // It did not sit out the retry policy, let alone the minute.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_within_the_deadline_is_waited_out_before_the_retry() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(kapso_rate_limited("1"))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(accepted())
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let started = Instant::now();
+        let sent = client(&server)
+            .send(&kapso(), &phone_number_id(), &hello(), in_ten_seconds())
+            .await
+            .unwrap();
+
+        assert_eq!(sent.attempts, 2);
+        // The policy's own delays are milliseconds: only Retry-After explains a second's wait.
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// A loopback listener whose accept queue is full, so the kernel drops further SYNs and a
+    /// connect to it hangs until the client gives up. The returned stream keeps the queue full.
+    fn hanging_listener() -> (tokio::net::TcpListener, std::net::TcpStream, String) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        // A backlog of 0 leaves room for one queued connection, which `filler` takes.
+        let listener = socket.listen(0).unwrap();
+        let address = listener.local_addr().unwrap();
+        let filler = std::net::TcpStream::connect(address).unwrap();
+        (listener, filler, format!("http://{address}"))
+    }
+
+    fn client_at(
+        base_url: &str,
+        request_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> WhatsAppClient {
+        WhatsAppClient::new(
+            WhatsAppConfig {
+                kapso_base_url: base_url.to_owned(),
+                meta_base_url: base_url.to_owned(),
+                graph_version: "v24.0".into(),
+                request_timeout,
+                connect_timeout,
+            },
+            RetryPolicy::new(1, Duration::from_millis(1), Duration::from_millis(2)),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_connect_that_hangs_is_unreachable_once_the_connect_timeout_passes() {
+        let (_listener, _filler, url) = hanging_listener();
+        let client = client_at(&url, Duration::from_secs(5), Duration::from_millis(200));
+
+        let started = Instant::now();
+        let error = client
+            .send(&kapso(), &phone_number_id(), &hello(), in_ten_seconds())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(&error, WhatsAppError::Unreachable { message } if message.contains("in time")),
+            "{error:?}"
+        );
+        assert!(!error.may_have_been_delivered());
+        // Two attempts of 200 ms, nowhere near the 5 s request timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_connect_timeout_is_capped_below_the_request_timeout() {
+        let (_listener, _filler, url) = hanging_listener();
+        // Configured longer than a whole request: it must still fire first, or the request's own
+        // timeout would report the hang as "maybe delivered".
+        let client = client_at(&url, Duration::from_millis(400), Duration::from_secs(30));
+
+        let error = client
+            .send(&kapso(), &phone_number_id(), &hello(), in_ten_seconds())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(error, WhatsAppError::Unreachable { .. }),
+            "{error:?}"
+        );
+    }
+
+    async fn unconfirmed_by(answer: ResponseTemplate) -> WhatsAppError {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(answer)
+            .expect(1)
+            .mount(&server)
+            .await;
+        client(&server)
+            .send(&meta(), &phone_number_id(), &hello(), in_ten_seconds())
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_2xx_whose_body_is_not_json_is_unconfirmed_and_not_retried() {
+        let error =
+            unconfirmed_by(ResponseTemplate::new(200).set_body_string("<html>OK</html>")).await;
+        assert_eq!(
+            error,
+            WhatsAppError::Unconfirmed {
+                status: 200,
+                message: "its answer is not JSON".into()
+            }
+        );
+        assert!(error.may_have_been_delivered() && !error.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn a_2xx_naming_no_message_id_is_unconfirmed() {
+        let error = unconfirmed_by(
+            ResponseTemplate::new(201).set_body_json(json!({ "messaging_product": "whatsapp" })),
+        )
+        .await;
+        assert!(
+            matches!(error, WhatsAppError::Unconfirmed { status: 201, .. }),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_2xx_with_an_invalid_message_id_is_unconfirmed() {
+        let error = unconfirmed_by(
+            ResponseTemplate::new(200).set_body_json(json!({ "messages": [{ "id": "" }] })),
+        )
+        .await;
+        assert!(
+            matches!(&error, WhatsAppError::Unconfirmed { status: 200, message } if message.contains("invalid")),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_2xx_whose_body_breaks_off_is_unconfirmed() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // wiremock always sends whole bodies: this server promises 1000 bytes, sends a few and
+        // hangs up.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            // Read the whole request (headers and the small JSON body) before answering.
+            while !request.ends_with(b"}") {
+                let read = stream.read(&mut buffer).await.unwrap();
+                assert!(read > 0, "the client closed before sending its request");
+                request.extend_from_slice(&buffer[..read]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"messages\":[")
+                .await
+                .unwrap();
+        });
+        let client = client_at(&url, Duration::from_secs(5), DEFAULT_CONNECT_TIMEOUT);
+
+        let error = client
+            .send(&meta(), &phone_number_id(), &hello(), in_ten_seconds())
+            .await
+            .unwrap_err();
+
+        server.await.unwrap();
+        assert_eq!(
+            error,
+            WhatsAppError::Unconfirmed {
+                status: 200,
+                message: "its answer could not be read".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_receipt_answered_success_false_is_a_refusal() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "success": false })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let read = Outgoing::mark_read(Wamid::parse("wamid.R").unwrap(), false);
+
+        let error = client(&server)
+            .send(&meta(), &phone_number_id(), &read, in_ten_seconds())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(error, WhatsAppError::Rejected { status: 200, .. }),
+            "{error:?}"
+        );
+    }
+
     #[test]
     fn base_urls_lose_their_trailing_slashes() {
         let client = WhatsAppClient::new(
@@ -695,6 +1037,7 @@ mod tests {
                 meta_base_url: "https://graph.facebook.com/".into(),
                 graph_version: "v24.0".into(),
                 request_timeout: Duration::from_secs(5),
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             },
             RetryPolicy::default(),
         );
