@@ -78,7 +78,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(60);
         assert!(!fits_before(
             deadline,
-            Duration::from_secs(u64::MAX),
+            Duration::MAX,
             Duration::from_millis(250)
         ));
     }
