@@ -3,16 +3,20 @@
 //! Every line is one flat JSON object: the event's own fields plus the fields of every span it
 //! happens in. So a line logged deep inside a use case still carries the request id of the
 //! invocation (the Lambda runtime's `requestId`, written `request_id`), and CloudWatch Logs
-//! Insights can filter every line of one request with `filter request_id = "…"`.
+//! Insights can filter every line of one request with `filter request_id = "…"`. Spans at
+//! `info` and above are recorded whatever `RUST_LOG` says, so a `warn`-only configuration still
+//! knows which request a warning belongs to.
 
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::{FilterExt, filter_fn};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Installs the JSON subscriber on stdout. The level comes from `RUST_LOG` (default `info`).
 pub fn init() {
@@ -29,13 +33,16 @@ pub fn subscriber<W>(filter: EnvFilter, writer: W) -> impl Subscriber + Send + S
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // The request's spans (the runtime's, ours) are `info`; they are few per request, and
+    // without them a line would not say which request it belongs to.
+    let request_spans = filter_fn(|meta| meta.is_span() && *meta.level() <= Level::INFO);
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_writer(writer)
         .fmt_fields(JsonFields::new())
         .event_format(FlatJson)
-        .finish()
+        .with_filter(filter.or(request_spans));
+    tracing_subscriber::registry().with(lines)
 }
 
 /// The Lambda runtime names its request id `requestId`; ours is `request_id`. One name lets one
@@ -237,6 +244,23 @@ mod tests {
         assert_eq!(lines[1]["ok"], true);
         assert_eq!(lines[1]["size"], 3);
         assert_eq!(lines[1]["span"], "accept");
+    }
+
+    #[tokio::test]
+    async fn a_warning_under_a_warn_only_filter_still_carries_the_request_id() {
+        let buffer = Buffer::default();
+        let _guard =
+            tracing::subscriber::set_default(subscriber(EnvFilter::new("warn"), buffer.clone()));
+        async {
+            tracing::info!("filtered out");
+            tracing::warn!("kept");
+        }
+        .instrument(tracing::info_span!("deliver", request_id = "req-2"))
+        .await;
+        let lines = lines(&buffer);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["message"], "kept");
+        assert_eq!(lines[0]["request_id"], "req-2");
     }
 
     #[test]
