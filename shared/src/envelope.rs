@@ -67,6 +67,8 @@ impl EventKind {
 pub const ENVELOPE_TARGET_BYTES: usize = 64 * 1024;
 /// The largest message SQS accepts everywhere; an envelope above it cannot be enqueued at all.
 pub const ENVELOPE_MAX_BYTES: usize = 256 * 1024;
+/// SQS's limit on a `MessageGroupId`.
+pub const MAX_GROUP_ID_BYTES: usize = 128;
 
 /// One webhook event, normalised. `raw` is the event's own JSON as received.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,11 +132,17 @@ impl Envelope {
     }
 
     /// The FIFO message group: the conversation, or the tenant for events about no one customer.
+    /// A key longer than SQS allows (a number id with a long BSUID can be) is replaced by its
+    /// hash, which is as stable per conversation and fits.
     pub fn group_id(&self) -> String {
-        match &self.conversation {
+        let key = match &self.conversation {
             Some(key) => key.to_key(),
             None => self.phone_number_id.as_str().to_owned(),
+        };
+        if key.len() <= MAX_GROUP_ID_BYTES {
+            return key;
         }
+        format!("h:{}", hex::encode(Sha256::digest(key.as_bytes())))
     }
 
     /// The FIFO de-duplication id: a hash of the event id, so any event id fits SQS's 128 characters.
@@ -184,6 +192,26 @@ mod tests {
             "106540352242922:16505551234"
         );
         assert_eq!(envelope(None).group_id(), "106540352242922");
+    }
+
+    #[test]
+    fn a_bsuid_customer_gets_a_conversation_group_like_a_phone_number() {
+        assert_eq!(
+            envelope(Some("US.13491208655302741918")).group_id(),
+            "106540352242922:US.13491208655302741918"
+        );
+    }
+
+    #[test]
+    fn a_group_key_longer_than_sqs_allows_is_hashed_stably() {
+        let long = format!("US.ENT.{}", "7".repeat(128));
+        let group = envelope(Some(&long)).group_id();
+        assert!(group.len() <= MAX_GROUP_ID_BYTES, "{group}");
+        assert_eq!(group, envelope(Some(&long)).group_id());
+        assert_ne!(
+            group,
+            envelope(Some(&format!("US.ENT.{}", "8".repeat(128)))).group_id()
+        );
     }
 
     #[test]

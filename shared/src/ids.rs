@@ -15,6 +15,10 @@ pub enum IdError {
     NotDigits { kind: &'static str },
     #[error("{kind} contains whitespace or control characters")]
     BadCharacter { kind: &'static str },
+    #[error(
+        "{kind} must be a phone number (digits) or a business-scoped user id (e.g. US.13491208655302741918)"
+    )]
+    NotCustomerId { kind: &'static str },
 }
 
 fn check_token(kind: &'static str, raw: &str, max: usize) -> Result<(), IdError> {
@@ -36,6 +40,36 @@ fn check_digits(kind: &'static str, raw: &str, max: usize) -> Result<(), IdError
         return Err(IdError::NotDigits { kind });
     }
     Ok(())
+}
+
+/// Longest BSUID body Meta documents (after the country code and any `ENT.`).
+const MAX_BSUID_BODY: usize = 128;
+/// `CC.` + `ENT.` + the body: the longest parent BSUID.
+const MAX_BSUID: usize = 3 + 4 + MAX_BSUID_BODY;
+
+/// Whether `raw` has the shape of a business-scoped user id: a two-letter ISO 3166 country code,
+/// a period, and up to 128 ASCII alphanumerics, with `ENT.` after the period for a parent BSUID.
+fn is_bsuid(raw: &str) -> bool {
+    let Some((country, rest)) = raw.split_once('.') else {
+        return false;
+    };
+    let body = rest.strip_prefix("ENT.").unwrap_or(rest);
+    country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_alphabetic())
+        && !body.is_empty()
+        && body.len() <= MAX_BSUID_BODY
+        && body.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn check_customer(kind: &'static str, raw: &str) -> Result<(), IdError> {
+    check_token(kind, raw, MAX_BSUID)?;
+    if raw.bytes().all(|b| b.is_ascii_digit()) {
+        return check_digits(kind, raw, 32);
+    }
+    if is_bsuid(raw) {
+        return Ok(());
+    }
+    Err(IdError::NotCustomerId { kind })
 }
 
 macro_rules! string_id {
@@ -84,10 +118,32 @@ string_id!(
     PhoneNumberId, "phone_number_id", |k, r| check_digits(k, r, 32)
 );
 string_id!(
-    /// A customer's WhatsApp id (their phone number in international form, digits only).
-    /// It prints masked to its last four digits, so it can never leak into a log whole.
-    WaId, "wa_id", |k, r| check_digits(k, r, 32)
+    /// A customer's WhatsApp identity: their phone number in international form (digits only,
+    /// Meta's `wa_id`), or, for a user who hides their number behind a username, their
+    /// business-scoped user id (BSUID, e.g. `US.13491208655302741918`, Meta's `user_id`).
+    /// Both key the same conversations, contacts and queue groups; [`WaId::phone`] and
+    /// [`WaId::bsuid`] tell them apart where it matters (sending, storing a phone number).
+    /// It prints masked to its last four characters, so it can never leak into a log whole.
+    WaId, "wa_id", check_customer
 );
+
+impl WaId {
+    /// The phone number (digits, no `+`), if this customer is identified by one.
+    pub fn phone(&self) -> Option<&str> {
+        (!self.is_bsuid()).then_some(self.0.as_str())
+    }
+
+    /// The business-scoped user id, if this customer is identified by one.
+    pub fn bsuid(&self) -> Option<&str> {
+        self.is_bsuid().then_some(self.0.as_str())
+    }
+
+    /// Whether this is a BSUID rather than a phone number. Parsing guarantees it is one or
+    /// the other, and a phone number is digits only, so a period tells them apart.
+    pub fn is_bsuid(&self) -> bool {
+        self.0.contains('.')
+    }
+}
 string_id!(
     /// A WhatsApp message id (`wamid.…`).
     Wamid, "wamid", |k, r| check_token(k, r, 256)
@@ -174,14 +230,25 @@ pub fn mask_phone(raw: &str) -> String {
     out
 }
 
+impl WaId {
+    /// The masked form: a phone number keeps its last four digits; a BSUID also keeps its
+    /// country code, which says nothing about the person but helps reading logs.
+    fn masked(&self) -> String {
+        match self.0.split_once('.') {
+            Some((country, rest)) if self.is_bsuid() => format!("{country}.{}", mask_phone(rest)),
+            _ => mask_phone(&self.0),
+        }
+    }
+}
+
 impl fmt::Display for WaId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&mask_phone(&self.0))
+        f.write_str(&self.masked())
     }
 }
 impl fmt::Debug for WaId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WaId({})", mask_phone(&self.0))
+        write!(f, "WaId({})", self.masked())
     }
 }
 
@@ -244,6 +311,59 @@ mod tests {
         assert_eq!(id.to_string(), "*******1234");
         assert_eq!(format!("{id:?}"), "WaId(*******1234)");
         assert_eq!(id.as_str(), "16505551234");
+    }
+
+    #[test]
+    fn a_customer_id_is_a_phone_number_or_a_business_scoped_user_id() {
+        let phone = WaId::parse("16505551234").unwrap();
+        assert_eq!(phone.phone(), Some("16505551234"));
+        assert_eq!(phone.bsuid(), None);
+        assert!(!phone.is_bsuid());
+
+        for raw in [
+            "US.13491208655302741918",
+            "US.ENT.11815799212886844830",
+            "BR.1502576394655843",
+            "IN.1410018717833190",
+            &format!("US.{}", "a1".repeat(64)),
+        ] {
+            let id = WaId::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert!(id.is_bsuid(), "{raw}");
+            assert_eq!(id.bsuid(), Some(raw));
+            assert_eq!(id.phone(), None);
+            assert_eq!(id.as_str(), raw, "kept exactly as received");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_not_a_customer_id() {
+        for raw in [
+            "+16505551234",
+            "1650 555",
+            "USA.1349120865",
+            "U.1349120865",
+            "US.",
+            "US.ENT.",
+            "US.1349-1208",
+            "US.1349.1208",
+            "12.13491208655302741918",
+            "@sheena",
+            "sheena",
+        ] {
+            assert!(WaId::parse(raw).is_err(), "{raw} must be refused");
+        }
+        assert!(WaId::parse(format!("US.{}", "1".repeat(129))).is_err());
+        assert!(WaId::parse("1".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn a_bsuid_prints_masked_but_keeps_its_country_code() {
+        let id = WaId::parse("US.13491208655302741918").unwrap();
+        assert_eq!(id.to_string(), "US.****************1918");
+        assert_eq!(format!("{id:?}"), "WaId(US.****************1918)");
+        let key = ConversationKey::new(PhoneNumberId::parse("106540352242922").unwrap(), id);
+        assert_eq!(key.to_key(), "106540352242922:US.13491208655302741918");
+        assert!(!format!("{key:?}").contains("134912086553"));
     }
 
     #[test]

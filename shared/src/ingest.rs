@@ -118,7 +118,7 @@ impl<Q: EnvelopeQueue, S: SecretSource> Ingest<Q, S> {
             .get()
             .await
             .map_err(IngestError::SecretsUnavailable)?;
-        signature.verify(delivery.body, scheme_secret(&secrets, signature.scheme))?;
+        signature.verify_any(delivery.body, &scheme_secrets(&secrets, signature.scheme))?;
 
         let normalised = normalise(
             delivery.body,
@@ -165,10 +165,15 @@ impl<Q: EnvelopeQueue, S: SecretSource> Ingest<Q, S> {
     }
 }
 
-fn scheme_secret(secrets: &AppSecrets, scheme: Source) -> Option<&SecretString> {
+/// The keys a scheme's signatures may be made with. Kapso signs phone-number webhooks with
+/// the webhook's secret and project webhooks with the project's, on the same header.
+fn scheme_secrets(secrets: &AppSecrets, scheme: Source) -> [Option<&SecretString>; 2] {
     match scheme {
-        Source::Meta => secrets.meta_app_secret.as_ref(),
-        Source::Kapso => secrets.kapso_webhook_secret.as_ref(),
+        Source::Meta => [secrets.meta_app_secret.as_ref(), None],
+        Source::Kapso => [
+            secrets.kapso_webhook_secret.as_ref(),
+            secrets.kapso_project_webhook_secret.as_ref(),
+        ],
     }
 }
 

@@ -16,8 +16,11 @@ pub struct AppSecrets {
     pub meta_app_secret: Option<SecretString>,
     /// The token Meta echoes in the GET verification handshake.
     pub meta_verify_token: Option<SecretString>,
-    /// Kapso webhook secret: the HMAC key of `X-Webhook-Signature`.
+    /// Kapso webhook secret: the HMAC key of `X-Webhook-Signature` on phone-number webhooks.
     pub kapso_webhook_secret: Option<SecretString>,
+    /// Kapso project webhook secret: project webhooks (e.g. `whatsapp.phone_number.created`)
+    /// may be signed with it instead. A second key for the same header.
+    pub kapso_project_webhook_secret: Option<SecretString>,
     /// Kapso API key, sent as `X-API-Key` to the Kapso Meta proxy.
     pub kapso_api_key: Option<SecretString>,
     /// Meta Graph API access token, for direct Cloud API sends.
@@ -143,8 +146,19 @@ mod tests {
 
     #[test]
     fn secrets_never_print_their_values() {
-        let secrets = AppSecrets::parse(r#"{"kapso_webhook_secret":"hunter2"}"#).unwrap();
-        assert!(!format!("{secrets:?}").contains("hunter2"));
+        let secrets = AppSecrets::parse(
+            r#"{"kapso_webhook_secret":"hunter2","kapso_project_webhook_secret":"hunter3"}"#,
+        )
+        .unwrap();
+        let printed = format!("{secrets:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("hunter3"));
+        assert_eq!(
+            secrets
+                .kapso_project_webhook_secret
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned()),
+            Some("hunter3".to_owned())
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Webhook signature verification: HMAC-SHA256 over the raw request bytes, compared in constant time.
 //!
 //! Meta signs with `X-Hub-Signature-256: sha256=<hex>` keyed by the app secret; Kapso signs with
-//! `X-Webhook-Signature: <hex>` (legacy: `x-kapso-signature`) keyed by the webhook secret.
+//! `X-Webhook-Signature: <hex>` (legacy: `x-kapso-signature`) keyed by the webhook secret, or, for
+//! project webhooks, by the project's webhook secret: a scheme may have more than one key.
 
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -67,15 +68,38 @@ impl PresentedSignature {
     /// Checks the digest against `body` with the scheme's secret, in constant time.
     /// A missing secret rejects: an unverifiable delivery is never accepted.
     pub fn verify(&self, body: &[u8], secret: Option<&SecretString>) -> Result<(), SignatureError> {
+        self.verify_any(body, &[secret])
+    }
+
+    /// Checks the digest against `body` with each configured key of the scheme, each in constant
+    /// time. Every key is tried, so the time taken does not tell which one matched. Absent and
+    /// empty keys are skipped; with none left the delivery is rejected (fail closed).
+    pub fn verify_any(
+        &self,
+        body: &[u8],
+        secrets: &[Option<&SecretString>],
+    ) -> Result<(), SignatureError> {
         let name = self.scheme.as_str();
-        let secret = secret
+        let mut keys = secrets
+            .iter()
+            .flatten()
             .filter(|s| !s.expose_secret().is_empty())
-            .ok_or(SignatureError::SecretNotConfigured(name))?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
-            .map_err(|_| SignatureError::SecretNotConfigured(name))?;
-        mac.update(body);
-        mac.verify_slice(&self.digest)
-            .map_err(|_| SignatureError::Mismatch)
+            .peekable();
+        if keys.peek().is_none() {
+            return Err(SignatureError::SecretNotConfigured(name));
+        }
+        let mut matched = false;
+        for key in keys {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes())
+                .map_err(|_| SignatureError::SecretNotConfigured(name))?;
+            mac.update(body);
+            matched |= mac.verify_slice(&self.digest).is_ok();
+        }
+        if matched {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
     }
 }
 
@@ -176,6 +200,37 @@ mod tests {
         );
         assert_eq!(
             sig.verify(BODY, Some(&secret(""))),
+            Err(SignatureError::SecretNotConfigured("kapso"))
+        );
+    }
+
+    #[test]
+    fn a_signature_made_with_either_configured_key_verifies() {
+        let (number, project) = (secret("number"), secret("project"));
+        for key in ["number", "project"] {
+            let h = [(KAPSO_SIGNATURE_HEADER, sign_hex(key, BODY))];
+            let sig = PresentedSignature::from_headers(headers(&h)).unwrap();
+            assert_eq!(
+                sig.verify_any(BODY, &[Some(&number), Some(&project)]),
+                Ok(())
+            );
+        }
+    }
+
+    #[test]
+    fn a_signature_made_with_an_unconfigured_key_is_a_mismatch_even_with_two_keys() {
+        let h = [(KAPSO_SIGNATURE_HEADER, sign_hex("number", BODY))];
+        let sig = PresentedSignature::from_headers(headers(&h)).unwrap();
+        assert_eq!(
+            sig.verify_any(BODY, &[None, Some(&secret("project"))]),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            sig.verify_any(BODY, &[Some(&secret("")), None]),
+            Err(SignatureError::SecretNotConfigured("kapso"))
+        );
+        assert_eq!(
+            sig.verify_any(BODY, &[]),
             Err(SignatureError::SecretNotConfigured("kapso"))
         );
     }

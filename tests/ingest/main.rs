@@ -4,6 +4,7 @@
 mod deliveries;
 mod end_to_end;
 mod handshake;
+mod logging;
 mod normalisation;
 mod robustness;
 mod signatures;

@@ -31,13 +31,17 @@ fn expected_from_meta(payload: &Value) -> Vec<Expected> {
             let value = &change["value"];
             for m in value["messages"].as_array().into_iter().flatten() {
                 let id = m["id"].as_str().unwrap();
-                let wa_id = m["from"].as_str().unwrap();
+                // The phone number when there is one, else the business-scoped user id.
+                let wa_id = m["from"].as_str().or(m["from_user_id"].as_str()).unwrap();
                 let kind = m["type"].as_str().unwrap().to_owned();
                 out.push((format!("msg:{id}"), "inbound_message", kind, group(wa_id)));
             }
             for s in value["statuses"].as_array().into_iter().flatten() {
                 let (id, status) = (s["id"].as_str().unwrap(), s["status"].as_str().unwrap());
-                let wa_id = s["recipient_id"].as_str().unwrap();
+                let wa_id = s["recipient_id"]
+                    .as_str()
+                    .or(s["recipient_user_id"].as_str())
+                    .unwrap();
                 out.push((
                     format!("status:{id}:{status}"),
                     "status",
@@ -331,4 +335,94 @@ async fn a_meta_payload_forwarded_by_kapso_is_read_as_meta_but_sourced_from_kaps
     assert!(!expected.is_empty());
     assert_eq!(sorted(actual(&received)), sorted(expected));
     assert!(received.iter().all(|r| r.body["source"] == "kapso"));
+}
+
+const BSUID: &str = "US.13491208655302741918";
+
+#[tokio::test]
+async fn a_meta_message_from_a_user_who_hides_their_number_is_keyed_by_their_bsuid() {
+    let stack = spawn_stack().await;
+    let received = post_meta(&stack, "meta/text_bsuid_only.json").await;
+    assert_eq!(received.len(), 1);
+    let envelope = &received[0].body;
+    assert_eq!(envelope["kind"], "inbound_message");
+    assert_eq!(envelope["conversation"]["wa_id"], BSUID);
+    assert_eq!(
+        envelope["profile_name"], "Ana Souza",
+        "matched by contacts[].user_id"
+    );
+    assert_eq!(received[0].group_id, group(BSUID));
+    assert!(envelope["raw"].get("from").is_none());
+    assert_eq!(envelope["raw"]["from_user_id"], BSUID);
+}
+
+#[tokio::test]
+async fn a_meta_message_with_a_phone_number_and_a_bsuid_stays_in_the_phone_number_conversation() {
+    let stack = spawn_stack().await;
+    let received = post_meta(&stack, "meta/text_bsuid_and_phone.json").await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body["conversation"]["wa_id"], "16505551234");
+    assert_eq!(received[0].body["profile_name"], "Sheena Nelson");
+    assert_eq!(received[0].group_id, group("16505551234"));
+}
+
+#[tokio::test]
+async fn a_status_of_a_message_sent_to_a_bsuid_is_grouped_with_that_customer() {
+    let stack = spawn_stack().await;
+    let received = post_meta(&stack, "meta/status_delivered_bsuid.json").await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body["kind"], "status");
+    assert_eq!(received[0].body["event_type"], "delivered");
+    assert_eq!(received[0].group_id, group(BSUID));
+}
+
+#[tokio::test]
+async fn a_kapso_message_without_a_phone_number_is_keyed_by_the_conversations_bsuid() {
+    let stack = spawn_stack().await;
+    let received = post_kapso(&stack, "message_received_bsuid.json").await;
+    let wamid = fixture_json("kapso/message_received_bsuid.json")["message"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        actual(&received),
+        vec![(
+            format!("msg:{wamid}"),
+            "inbound_message",
+            "text".into(),
+            group(BSUID)
+        )]
+    );
+    assert_eq!(received[0].body["profile_name"], "Ana Souza");
+}
+
+#[tokio::test]
+async fn a_kapso_sent_business_app_message_is_the_same_outbound_echo_as_its_received_copy() {
+    let stack = spawn_stack().await;
+    let payload = fixture_json("kapso/message_sent_business_app.json");
+    let wamid = payload["message"]["id"].as_str().unwrap();
+    assert_eq!(payload["message"]["kapso"]["origin"], "business_app");
+
+    // Kapso's `received` copy of the same echo is the same event, so the queue keeps one.
+    let router = stack.ingest();
+    for file in [
+        "message_sent_business_app.json",
+        "message_received_business_app.json",
+    ] {
+        let response = ApiRequest::post("/webhooks/kapso", fixture(&format!("kapso/{file}")))
+            .headers(kapso_headers(file))
+            .send(&router)
+            .await;
+        assert_eq!(response.status, 200, "{file}: {}", response.body);
+    }
+    let received = stack.drain().await;
+    assert_eq!(
+        actual(&received),
+        vec![(
+            format!("out:{wamid}"),
+            "outbound_message",
+            "text".into(),
+            group("16505551234")
+        )]
+    );
 }

@@ -172,3 +172,62 @@ async fn an_empty_secret_is_treated_as_missing() {
         .await;
     assert_eq!(response.status, 401);
 }
+
+const PROJECT_SECRET: &str = "test_kapso_project_webhook_secret";
+
+/// A Kapso project event, signed with `secret`, with the headers Kapso sends.
+fn project_event(secret: &str) -> ApiRequest {
+    let body = fixture("kapso/phone_number_created.json");
+    ApiRequest::post("/webhooks/kapso", body.clone())
+        .header(("X-Webhook-Signature".into(), sign_hex(secret, &body)))
+        .header((
+            "X-Webhook-Event".into(),
+            "whatsapp.phone_number.created".into(),
+        ))
+}
+
+#[tokio::test]
+async fn a_kapso_project_event_signed_with_the_project_webhook_secret_is_accepted() {
+    let stack = spawn_stack_with(json!({
+        "kapso_webhook_secret": KAPSO_SECRET,
+        "kapso_project_webhook_secret": PROJECT_SECRET,
+    }))
+    .await;
+    let router = stack.ingest();
+    let response = project_event(PROJECT_SECRET).send(&router).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let received = stack.drain().await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].body["event_type"],
+        "whatsapp.phone_number.created"
+    );
+    // The per-number secret still verifies alongside the project one.
+    let response = project_event(KAPSO_SECRET).send(&router).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+}
+
+#[tokio::test]
+async fn a_kapso_delivery_is_unauthorized_when_neither_kapso_secret_is_configured() {
+    let stack = spawn_stack_with(json!({ "meta_app_secret": META_SECRET })).await;
+    let router = stack.ingest();
+    for secret in [PROJECT_SECRET, KAPSO_SECRET, ""] {
+        let response = project_event(secret).send(&router).await;
+        assert_eq!(response.status, 401, "signed with {secret:?}");
+    }
+    assert!(stack.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn with_only_the_project_secret_configured_a_per_number_signature_is_unauthorized() {
+    let stack = spawn_stack_with(json!({ "kapso_project_webhook_secret": PROJECT_SECRET })).await;
+    let body = fixture("kapso/message_received.json");
+    let response = ApiRequest::post("/webhooks/kapso", body.clone())
+        .header(kapso_signature(&body))
+        .header(("X-Webhook-Event".into(), "whatsapp.message.received".into()))
+        .send(&stack.ingest())
+        .await;
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert_eq!(response.json()["error"], "invalid_signature");
+    assert!(stack.drain().await.is_empty());
+}

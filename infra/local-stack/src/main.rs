@@ -19,6 +19,7 @@ use shared::signature::sign_hex;
 const META_APP_SECRET: &str = "local-meta-app-secret";
 const VERIFY_TOKEN: &str = "local-verify-token";
 const KAPSO_SECRET: &str = "local-kapso-webhook-secret";
+const KAPSO_PROJECT_SECRET: &str = "local-kapso-project-webhook-secret";
 const STACK_NAME: &str = "whatsapp-local";
 const PHONE_NUMBER_ID: &str = "106540352242922";
 const CUSTOMER: &str = "16505551234";
@@ -44,6 +45,7 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "meta_app_secret": META_APP_SECRET,
         "meta_verify_token": VERIFY_TOKEN,
         "kapso_webhook_secret": KAPSO_SECRET,
+        "kapso_project_webhook_secret": KAPSO_PROJECT_SECRET,
         "meta_access_token": "local-meta-access-token",
         "kapso_api_key": "local-kapso-api-key",
     });
@@ -467,6 +469,7 @@ async fn up() -> anyhow::Result<()> {
     detail(&format!("Meta app secret:    {META_APP_SECRET}"));
     detail(&format!("Meta verify token:  {VERIFY_TOKEN}"));
     detail(&format!("Kapso secret:       {KAPSO_SECRET}"));
+    detail(&format!("Kapso project:      {KAPSO_PROJECT_SECRET}"));
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

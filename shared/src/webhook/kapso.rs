@@ -7,6 +7,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::ids::WaId;
+
 pub const EVENT_HEADER: &str = "x-webhook-event";
 pub const IDEMPOTENCY_HEADER: &str = "x-idempotency-key";
 
@@ -46,6 +48,9 @@ pub struct MessageHead {
     pub kind: Option<String>,
     #[serde(default)]
     pub from: Option<String>,
+    /// Meta's BSUID of the sender, should Kapso pass it through in the Meta-style message.
+    #[serde(default)]
+    pub from_user_id: Option<String>,
     #[serde(default)]
     pub kapso: Option<KapsoBlock>,
 }
@@ -71,15 +76,22 @@ pub struct KapsoBlock {
 pub struct StatusRecipient {
     #[serde(default)]
     pub recipient_id: Option<String>,
+    /// Meta's raw status carries the recipient's BSUID here.
+    #[serde(default)]
+    pub recipient_user_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ConversationHead {
     #[serde(default)]
     pub id: Option<String>,
-    /// The customer's number in E.164, with a leading `+`.
+    /// The customer's number in E.164, with a leading `+`. Null for a user who hides it.
     #[serde(default)]
     pub phone_number: Option<String>,
+    /// The customer's BSUID, "when available" (Kapso's BSUID guide); the parent BSUID and the
+    /// username Kapso also sends are not identities to key a conversation by.
+    #[serde(default)]
+    pub business_scoped_user_id: Option<String>,
     #[serde(default)]
     pub phone_number_id: Option<String>,
     #[serde(default)]
@@ -108,22 +120,35 @@ impl EventHead {
             })
     }
 
-    /// The customer's wa_id, wherever this event carries it.
-    pub fn wa_id(&self) -> Option<String> {
+    /// The customer, wherever this event carries them: the first valid phone number, else the
+    /// first valid BSUID. The phone number wins so that customers known before BSUIDs existed
+    /// keep their contact and conversation.
+    pub fn customer(&self) -> Option<WaId> {
         let message = self.message.as_ref();
         let kapso = message.and_then(|m| m.kapso.as_ref());
-        self.conversation
-            .as_ref()
-            .and_then(|c| c.phone_number.as_deref())
-            .or_else(|| kapso?.phone_number.as_deref())
-            .or_else(|| message?.from.as_deref())
-            .or_else(|| {
-                kapso?
-                    .statuses
-                    .iter()
-                    .find_map(|s| s.recipient_id.as_deref())
-            })
-            .map(|n| n.trim().trim_start_matches('+').to_owned())
+        let conversation = self.conversation.as_ref();
+        let statuses = kapso.map(|k| k.statuses.as_slice()).unwrap_or_default();
+        let phones = [
+            conversation.and_then(|c| c.phone_number.as_deref()),
+            kapso.and_then(|k| k.phone_number.as_deref()),
+            message.and_then(|m| m.from.as_deref()),
+        ]
+        .into_iter()
+        .chain(statuses.iter().map(|s| s.recipient_id.as_deref()))
+        .flatten()
+        .map(|n| n.trim().trim_start_matches('+'));
+        let bsuids = [
+            conversation.and_then(|c| c.business_scoped_user_id.as_deref()),
+            message.and_then(|m| m.from_user_id.as_deref()),
+        ]
+        .into_iter()
+        .chain(statuses.iter().map(|s| s.recipient_user_id.as_deref()))
+        .flatten()
+        .map(str::trim);
+        phones
+            .filter_map(|p| WaId::parse(p).ok().filter(|id| !id.is_bsuid()))
+            .chain(bsuids.filter_map(|b| WaId::parse(b).ok().filter(WaId::is_bsuid)))
+            .next()
     }
 
     pub fn contact_name(&self) -> Option<&str> {
@@ -137,5 +162,15 @@ impl EventHead {
 
     pub fn direction(&self) -> Option<&str> {
         self.message.as_ref()?.kapso.as_ref()?.direction.as_deref()
+    }
+
+    pub fn origin(&self) -> Option<&str> {
+        self.message.as_ref()?.kapso.as_ref()?.origin.as_deref()
+    }
+
+    /// A message the business typed in the WhatsApp Business app (coexistence), which Kapso
+    /// reports like any other: it is an echo of an outbound message, never one of our sends.
+    pub fn is_business_app_echo(&self) -> bool {
+        self.origin() == Some("business_app") && self.direction() != Some("inbound")
     }
 }

@@ -57,8 +57,12 @@ pub struct Metadata {
 pub struct Contact {
     #[serde(default)]
     pub profile: Option<Profile>,
+    /// The phone number. Omitted for a user who hides it behind a username.
     #[serde(default)]
     pub wa_id: Option<String>,
+    /// The business-scoped user id (BSUID), sent for every user since April 2026.
+    #[serde(default)]
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,8 +75,12 @@ pub struct Profile {
 #[derive(Debug, Deserialize)]
 pub struct MessageHead {
     pub id: String,
+    /// The sender's phone number; omitted when they hide it behind a username.
     #[serde(default)]
     pub from: Option<String>,
+    /// The sender's business-scoped user id (BSUID).
+    #[serde(default)]
+    pub from_user_id: Option<String>,
     #[serde(default)]
     pub timestamp: Option<String>,
     #[serde(rename = "type", default)]
@@ -86,8 +94,12 @@ pub struct StatusHead {
     pub status: String,
     #[serde(default)]
     pub timestamp: Option<String>,
+    /// The recipient's phone number; may be omitted for a message sent to a BSUID.
     #[serde(default)]
     pub recipient_id: Option<String>,
+    /// The recipient's business-scoped user id (BSUID).
+    #[serde(default)]
+    pub recipient_user_id: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -100,9 +112,13 @@ pub struct StatusHead {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InboundMessage {
     pub id: String,
-    /// The customer's wa_id. Kapso's copy of the message leaves it out.
+    /// The customer's wa_id. Kapso's copy of the message leaves it out, and so does Meta's
+    /// for a user who hides their number behind a username.
     #[serde(default)]
     pub from: Option<String>,
+    /// The customer's business-scoped user id (BSUID).
+    #[serde(default)]
+    pub from_user_id: Option<String>,
     pub timestamp: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -365,7 +381,12 @@ pub struct Status {
     pub id: String,
     pub status: String,
     pub timestamp: String,
-    pub recipient_id: String,
+    /// The recipient's phone number; may be omitted for a message sent to a BSUID.
+    #[serde(default)]
+    pub recipient_id: Option<String>,
+    /// The recipient's business-scoped user id (BSUID).
+    #[serde(default)]
+    pub recipient_user_id: Option<String>,
     #[serde(default)]
     pub biz_opaque_callback_data: Option<String>,
     #[serde(default)]

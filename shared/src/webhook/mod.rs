@@ -154,11 +154,14 @@ fn meta_change(
             out.skip("message", "message has no id");
             continue;
         };
-        let wa_id = head.from.as_deref().and_then(|f| WaId::parse(f).ok());
+        let wa_id = customer(head.from.as_deref(), head.from_user_id.as_deref());
         let profile_name = value
             .contacts
             .iter()
-            .find(|c| c.wa_id.is_some() && c.wa_id.as_deref() == head.from.as_deref())
+            .find(|c| {
+                let same = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
+                same(&c.wa_id, &head.from) || same(&c.user_id, &head.from_user_id)
+            })
             .or(value.contacts.first().filter(|_| value.contacts.len() == 1))
             .and_then(|c| c.profile.as_ref()?.name.clone());
         push(
@@ -190,10 +193,10 @@ fn meta_change(
                 event_type: head.status,
                 source: ctx.source,
                 phone_number_id: tenant.clone(),
-                wa_id: head
-                    .recipient_id
-                    .as_deref()
-                    .and_then(|r| WaId::parse(r).ok()),
+                wa_id: customer(
+                    head.recipient_id.as_deref(),
+                    head.recipient_user_id.as_deref(),
+                ),
                 profile_name: None,
                 received_at: ctx.received_at,
                 occurred_at: head.timestamp.as_deref().and_then(unix_seconds),
@@ -237,7 +240,7 @@ fn kapso_event(
         out.skip(event_type, "no phone_number_id to route by");
         return Ok(());
     };
-    let wa_id = head.wa_id().and_then(|w| WaId::parse(w).ok());
+    let wa_id = head.customer();
     let keyed = |prefix: &str| match idempotency_key.map(str::trim).filter(|k| !k.is_empty()) {
         Some(key) => event_id(format!("kapso:{key}"), raw),
         None => content_event_id(prefix, raw),
@@ -250,7 +253,14 @@ fn kapso_event(
             return Ok(());
         };
         match suffix {
+            // One id for both copies of a Business-app echo (Kapso may report it as received
+            // and as sent), so the queue and the processor keep one of them.
             "received" if head.direction() == Some("outbound") => (
+                EventKind::OutboundMessage,
+                message.kind.clone().unwrap_or_else(|| "unknown".into()),
+                event_id(format!("out:{}", message.id), raw),
+            ),
+            "sent" if head.is_business_app_echo() => (
                 EventKind::OutboundMessage,
                 message.kind.clone().unwrap_or_else(|| "unknown".into()),
                 event_id(format!("out:{}", message.id), raw),
@@ -299,6 +309,19 @@ fn kapso_event(
     Ok(())
 }
 
+/// The customer of a Meta event: the phone number when there is a valid one, else the BSUID.
+/// A phone number wins so that a customer known before BSUIDs keeps their contact.
+fn customer(phone: Option<&str>, bsuid: Option<&str>) -> Option<WaId> {
+    phone
+        .and_then(|p| WaId::parse(p).ok())
+        .filter(|id| !id.is_bsuid())
+        .or_else(|| {
+            bsuid
+                .and_then(|b| WaId::parse(b).ok())
+                .filter(WaId::is_bsuid)
+        })
+}
+
 fn push(out: &mut Normalised, parts: EnvelopeParts) {
     out.envelopes.push(Envelope::new(parts));
 }
@@ -312,4 +335,185 @@ fn event_id(id: String, raw: &RawValue) -> EventId {
 fn unix_seconds(raw: &str) -> Option<OffsetDateTime> {
     let secs: i64 = raw.trim().parse().ok()?;
     OffsetDateTime::from_unix_timestamp(secs).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn context(source: Source, event: Option<&'static str>) -> DeliveryContext<'static> {
+        DeliveryContext {
+            source,
+            event_header: event,
+            idempotency_key: None,
+            received_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn kapso(event: &'static str, body: &Value) -> Vec<Envelope> {
+        let out = normalise(
+            body.to_string().as_bytes(),
+            &context(Source::Kapso, Some(event)),
+        )
+        .unwrap();
+        out.envelopes
+    }
+
+    fn meta(value: Value) -> Vec<Envelope> {
+        let body = json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "id": "102290129340398", "changes": [{ "field": "messages", "value": value }] }]
+        });
+        normalise(body.to_string().as_bytes(), &context(Source::Meta, None))
+            .unwrap()
+            .envelopes
+    }
+
+    fn kapso_message(origin: &str, status: &str) -> Value {
+        json!({
+            "message": {
+                "id": "wamid.ECHO",
+                "timestamp": "1732272600",
+                "type": "image",
+                "kapso": { "direction": "outbound", "status": status, "origin": origin }
+            },
+            "conversation": { "phone_number": "+16505551234", "phone_number_id": "106540352242922" },
+            "phone_number_id": "106540352242922"
+        })
+    }
+
+    fn customer_of(envelope: &Envelope) -> Option<&str> {
+        envelope.conversation.as_ref().map(|c| c.wa_id.as_str())
+    }
+
+    #[test]
+    fn a_kapso_sent_event_for_a_business_app_message_is_an_outbound_echo_like_its_received_copy() {
+        let sent = kapso(
+            "whatsapp.message.sent",
+            &kapso_message("business_app", "sent"),
+        );
+        let received = kapso(
+            "whatsapp.message.received",
+            &kapso_message("business_app", "sent"),
+        );
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].kind, EventKind::OutboundMessage);
+        assert_eq!(sent[0].event_id.as_str(), "out:wamid.ECHO");
+        assert_eq!(sent[0].event_type, "image");
+        assert_eq!(customer_of(&sent[0]), Some("16505551234"));
+        assert_eq!(
+            sent[0].event_id, received[0].event_id,
+            "both copies are one event"
+        );
+    }
+
+    #[test]
+    fn a_kapso_sent_event_for_a_message_we_sent_is_still_a_status() {
+        for origin in ["cloud_api", ""] {
+            let mut body = kapso_message(origin, "sent");
+            if origin.is_empty() {
+                body["message"]["kapso"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("origin");
+            }
+            let out = kapso("whatsapp.message.sent", &body);
+            assert_eq!(out[0].kind, EventKind::Status, "origin {origin:?}");
+            assert_eq!(out[0].event_id.as_str(), "status:wamid.ECHO:sent");
+        }
+    }
+
+    #[test]
+    fn delivered_read_and_failed_stay_statuses_even_for_business_app_messages() {
+        for (event, status) in [
+            ("whatsapp.message.delivered", "delivered"),
+            ("whatsapp.message.read", "read"),
+            ("whatsapp.message.failed", "failed"),
+        ] {
+            let out = kapso(event, &kapso_message("business_app", status));
+            assert_eq!(out[0].kind, EventKind::Status, "{event}");
+            assert_eq!(
+                out[0].event_id.as_str(),
+                format!("status:wamid.ECHO:{status}")
+            );
+        }
+    }
+
+    #[test]
+    fn a_meta_message_without_a_phone_number_is_keyed_by_its_bsuid_and_named_by_user_id() {
+        let out = meta(json!({
+            "metadata": { "phone_number_id": "106540352242922" },
+            "contacts": [
+                { "profile": { "name": "Marco Rossi" }, "wa_id": "16505559876", "user_id": "US.99" },
+                { "profile": { "name": "Sheena", "username": "@sheena" }, "user_id": "US.13491208655302741918" }
+            ],
+            "messages": [{
+                "from_user_id": "US.13491208655302741918",
+                "id": "wamid.BSUID", "timestamp": "1732267200", "type": "text", "text": { "body": "hi" }
+            }]
+        }));
+        assert_eq!(out.len(), 1);
+        assert_eq!(customer_of(&out[0]), Some("US.13491208655302741918"));
+        assert_eq!(out[0].profile_name.as_deref(), Some("Sheena"));
+        assert_eq!(out[0].group_id(), "106540352242922:US.13491208655302741918");
+    }
+
+    #[test]
+    fn a_meta_message_with_both_ids_is_keyed_by_the_phone_number() {
+        let out = meta(json!({
+            "metadata": { "phone_number_id": "106540352242922" },
+            "contacts": [{ "profile": { "name": "Sheena" }, "wa_id": "16505551234", "user_id": "US.134912" }],
+            "messages": [{
+                "from": "16505551234", "from_user_id": "US.134912",
+                "id": "wamid.BOTH", "timestamp": "1732267200", "type": "text", "text": { "body": "hi" }
+            }]
+        }));
+        assert_eq!(customer_of(&out[0]), Some("16505551234"));
+        assert_eq!(out[0].profile_name.as_deref(), Some("Sheena"));
+    }
+
+    #[test]
+    fn a_meta_status_for_a_bsuid_recipient_is_grouped_by_that_bsuid() {
+        let out = meta(json!({
+            "metadata": { "phone_number_id": "106540352242922" },
+            "statuses": [{
+                "id": "wamid.OUT", "status": "delivered", "timestamp": "1732267200",
+                "recipient_user_id": "US.13491208655302741918"
+            }]
+        }));
+        assert_eq!(out[0].kind, EventKind::Status);
+        assert_eq!(customer_of(&out[0]), Some("US.13491208655302741918"));
+        let status: meta::Status = serde_json::from_str(out[0].raw.get()).unwrap();
+        assert_eq!(status.recipient_id, None);
+        assert_eq!(
+            status.recipient_user_id.as_deref(),
+            Some("US.13491208655302741918")
+        );
+    }
+
+    #[test]
+    fn a_kapso_conversation_without_a_phone_number_is_keyed_by_its_bsuid() {
+        let mut body = kapso_message("cloud_api", "received");
+        body["message"]["kapso"]["direction"] = json!("inbound");
+        body["conversation"]["phone_number"] = Value::Null;
+        body["conversation"]["business_scoped_user_id"] = json!("US.13491208655302741918");
+        let out = kapso("whatsapp.message.received", &body);
+        assert_eq!(out[0].kind, EventKind::InboundMessage);
+        assert_eq!(customer_of(&out[0]), Some("US.13491208655302741918"));
+
+        body["conversation"]["phone_number"] = json!("+16505551234");
+        let out = kapso("whatsapp.message.received", &body);
+        assert_eq!(customer_of(&out[0]), Some("16505551234"), "the phone wins");
+    }
+
+    #[test]
+    fn an_invalid_id_is_no_customer_rather_than_a_wrong_one() {
+        let out = meta(json!({
+            "metadata": { "phone_number_id": "106540352242922" },
+            "messages": [{ "from": "+1 650", "from_user_id": "not-a-bsuid", "id": "wamid.BAD", "type": "text" }]
+        }));
+        assert_eq!(customer_of(&out[0]), None);
+    }
 }

@@ -483,8 +483,16 @@ pub fn request_body(message: &Outgoing) -> Value {
     let mut body = Map::new();
     body.insert("messaging_product".into(), json!("whatsapp"));
     body.insert("recipient_type".into(), json!("individual"));
-    if let Some(to) = &message.to {
-        body.insert("to".into(), json!(to.as_str()));
+    // A customer known only by their business-scoped user id is addressed with `recipient`;
+    // Meta reads `to` first, so a BSUID never goes in `to`.
+    match message.to.as_ref().map(|to| (to.phone(), to.bsuid())) {
+        Some((Some(phone), _)) => {
+            body.insert("to".into(), json!(phone));
+        }
+        Some((None, Some(bsuid))) => {
+            body.insert("recipient".into(), json!(bsuid));
+        }
+        _ => {}
     }
     if let Some(data) = &message.biz_opaque_callback_data {
         body.insert("biz_opaque_callback_data".into(), json!(data));
@@ -646,6 +654,30 @@ mod tests {
                 "context": { "message_id": "wamid.QUOTED" },
                 "text": { "body": "See https://example.com", "preview_url": true }
             })
+        );
+    }
+
+    #[test]
+    fn a_message_to_a_customer_known_only_by_bsuid_uses_the_recipient_field_not_to() {
+        let bsuid = WaId::parse("US.13491208655302741918").unwrap();
+        assert_eq!(
+            request_body(&Outgoing::text(bsuid, "Hi")),
+            json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "recipient": "US.13491208655302741918",
+                "type": "text",
+                "text": { "body": "Hi", "preview_url": false }
+            })
+        );
+        let parent = WaId::parse("US.ENT.11815799212886844830").unwrap();
+        let body = request_body(&Outgoing::reaction(parent, wamid("wamid.X"), "👍"));
+        assert_eq!(body["recipient"], "US.ENT.11815799212886844830");
+        assert!(body.get("to").is_none());
+        assert!(
+            Outgoing::text(WaId::parse("US.1").unwrap(), "Hi")
+                .validate()
+                .is_ok()
         );
     }
 
