@@ -110,7 +110,9 @@ def lost_writes(endpoint: str) -> dict[str, int]:
     for page in pages:
         stored.update(item["pk"]["S"] for item in page["Items"])
     lost = sum(1 for key in acknowledged if key not in stored)
-    return {"acknowledged": len(acknowledged), "lost": lost, "http_5xx": server_errors}
+    # A cancelled transaction's put must not stay either.
+    kept = sum(1 for key in stored if key.startswith("c"))
+    return {"acknowledged": len(acknowledged), "lost": lost, "http_5xx": server_errors, "kept_cancelled": kept}
 
 
 def fifo_queue(sqs: Any, visibility: int) -> str:
@@ -172,12 +174,16 @@ def run(label: str, endpoint: str) -> bool:
     order = redelivery_order(endpoint)
     exclusive = group_exclusivity(endpoint)
     print(f"{label}:")
-    print(f"  DynamoDB writes acknowledged {writes['acknowledged']}, lost {writes['lost']}, HTTP 5xx {writes['http_5xx']}")
+    print(
+        f"  DynamoDB writes acknowledged {writes['acknowledged']}, lost {writes['lost']}, "
+        f"HTTP 5xx {writes['http_5xx']}, cancelled writes kept {writes['kept_cancelled']}"
+    )
     print(f"  FIFO redelivery after m1 done: {order['redelivered']} (in order: {order['in_order']})")
     print(f"  FIFO groups held by two concurrent receivers: {exclusive['groups_held_by_two_receivers']} of {exclusive['groups']}")
     return (
         writes["lost"] == 0
         and writes["http_5xx"] == 0
+        and writes["kept_cancelled"] == 0
         and order["in_order"]
         and exclusive["groups_held_by_two_receivers"] == 0
     )

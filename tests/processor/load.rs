@@ -1,0 +1,445 @@
+//! The local stack under load: hundreds of messages from many customers, posted concurrently
+//! through the real ingest handler, drained by the bridge's concurrent pollers into the real
+//! processor, with moto behind both. Nothing is lost, every conversation keeps its order, one
+//! message group is never in two invocations at once, and no message is answered twice.
+//!
+//! `cargo test -p integration-tests --test processor load:: -- --nocapture` prints the post and
+//! drain rates; `LOAD_POLLERS=1` measures the bridge as it was (one poller, one invocation at a time).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType,
+    Put, ScalarAttributeType, TransactWriteItem,
+};
+use integration_tests::processor::{InProcess, Options, World, meta_texts, now, spawn_world};
+use integration_tests::{ApiRequest, meta_signature, moto_endpoint, unique_name};
+use local_stack::bridge::{Bridge, Invoke};
+use serde_json::Value;
+
+const CUSTOMERS: usize = 25;
+const MESSAGES_PER_CUSTOMER: usize = 16;
+const POSTERS: usize = 8;
+const POLLERS: usize = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_hundred_messages_from_25_customers_posted_concurrently_are_all_stored_in_order_and_answered_at_most_once()
+ {
+    let world = spawn_world(Options::default()).await;
+    let deliveries = deliveries();
+    let posted: Vec<&str> = deliveries
+        .iter()
+        .flat_map(|d| d.wamids.iter().map(String::as_str))
+        .collect();
+    assert_eq!(posted.len(), CUSTOMERS * MESSAGES_PER_CUSTOMER);
+
+    let started = Instant::now();
+    post_concurrently(&world, &deliveries).await;
+    let post_time = started.elapsed();
+
+    let log = Arc::new(Mutex::new(InvocationLog::default()));
+    let queue = &world.stack.provisioned.queues["EventsQueue"];
+    let bridge = Arc::new(Bridge::new(
+        world.stack.sqs.clone(),
+        &queue.url,
+        &queue.arn,
+        Recording {
+            inner: InProcess(Arc::clone(&world.processor)),
+            log: Arc::clone(&log),
+        },
+    ));
+    let pollers = std::env::var("LOAD_POLLERS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(POLLERS);
+    let drained = bridge
+        .drain(pollers, Duration::from_secs(100))
+        .await
+        .expect("the queue drains");
+    println!(
+        "posted {} messages in {} deliveries by {POSTERS} posters in {:.1?} ({:.0} messages/s); \
+         drained by {pollers} pollers in {:.1?}: {:.1} messages/s ({} invocations, {} records, {} failed)",
+        posted.len(),
+        deliveries.len(),
+        post_time,
+        posted.len() as f64 / post_time.as_secs_f64(),
+        drained.elapsed,
+        posted.len() as f64 / drained.elapsed.as_secs_f64(),
+        drained.invocations,
+        drained.records,
+        drained.failed,
+    );
+
+    let log = log.lock().unwrap();
+    assert!(
+        log.overlaps.is_empty(),
+        "a message group was in two invocations at once: {:?}",
+        log.overlaps
+    );
+    for customer in 0..CUSTOMERS {
+        let wa_id = customer_wa_id(customer);
+        let expected: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| d.wa_id == wa_id)
+            .flat_map(|d| d.wamids.iter().map(String::as_str))
+            .collect();
+        let seen: Vec<&str> = log
+            .processed
+            .get(&wa_id)
+            .map(|w| w.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            seen, expected,
+            "customer {customer}'s messages reached the processor in post order"
+        );
+    }
+    drop(log);
+
+    let mut lost = Vec::new();
+    for wamid in &posted {
+        if world.message(wamid).await.is_none() {
+            lost.push(*wamid);
+        }
+    }
+    assert!(lost.is_empty(), "{} messages lost: {lost:?}", lost.len());
+
+    let texts = world.sent_texts().await;
+    let mut per_intent: HashMap<String, usize> = HashMap::new();
+    let mut per_customer: HashMap<String, usize> = HashMap::new();
+    for text in &texts {
+        let intent = text["biz_opaque_callback_data"]
+            .as_str()
+            .expect("every reply carries its intent key")
+            .to_owned();
+        *per_intent.entry(intent).or_default() += 1;
+        *per_customer
+            .entry(text["to"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    let repeated: Vec<_> = per_intent.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "a trigger was answered more than once: {repeated:?}"
+    );
+    for customer in 0..CUSTOMERS {
+        let wa_id = customer_wa_id(customer);
+        let replies = per_customer.get(&wa_id).copied().unwrap_or(0);
+        let bursts = deliveries.iter().filter(|d| d.wa_id == wa_id).count();
+        assert!(
+            (1..=bursts).contains(&replies),
+            "customer {customer} got {replies} replies for {bursts} deliveries: \
+             at least one, at most one per burst"
+        );
+    }
+}
+
+/// moto's `TransactWriteItems` copies the table and puts the copy back when the transaction is
+/// cancelled; without the local stack's per-service lock, that erases concurrent writes and
+/// answers some transactions with HTTP 500 (`infra/local/moto_server.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelled_transactions_racing_plain_writes_in_the_local_moto_lose_no_write_and_never_answer_500()
+ {
+    let aws = local_stack::aws_config_for(moto_endpoint()).await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&aws)
+        // A 500 must show, not be retried away.
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(config);
+    let table = unique_name("race");
+    dynamodb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // A table of some size, so each transaction's copy of it takes a while.
+    for i in 0..200 {
+        dynamodb
+            .put_item()
+            .table_name(&table)
+            .item("pk", AttributeValue::S(format!("seed-{i}")))
+            .item("pad", AttributeValue::S("x".repeat(200)))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..6 {
+        let (writer, writer_table) = (dynamodb.clone(), table.clone());
+        tasks.spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut server_errors = Vec::new();
+            for i in 0..25 {
+                let key = format!("w{worker}-{i}");
+                match writer
+                    .put_item()
+                    .table_name(&writer_table)
+                    .item("pk", AttributeValue::S(key.clone()))
+                    .send()
+                    .await
+                {
+                    Ok(_) => acknowledged.push(key),
+                    Err(e) => server_errors.push(format!("put: {e:?}")),
+                }
+            }
+            (acknowledged, server_errors)
+        });
+        let (dynamodb, table) = (dynamodb.clone(), table.clone());
+        tasks.spawn(async move {
+            let mut server_errors = Vec::new();
+            for i in 0..25 {
+                let result = dynamodb
+                    .transact_write_items()
+                    .transact_items(
+                        TransactWriteItem::builder()
+                            .condition_check(
+                                ConditionCheck::builder()
+                                    .table_name(&table)
+                                    .key("pk", AttributeValue::S("never-there".into()))
+                                    .condition_expression("attribute_exists(pk)")
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .build(),
+                    )
+                    .transact_items(
+                        TransactWriteItem::builder()
+                            .put(
+                                Put::builder()
+                                    .table_name(&table)
+                                    .item("pk", AttributeValue::S(format!("c{worker}-{i}")))
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                match result {
+                    Err(e) if e.code() == Some("TransactionCanceledException") => {}
+                    other => server_errors.push(format!("transaction: {other:?}")),
+                }
+            }
+            (Vec::new(), server_errors)
+        });
+    }
+    let mut acknowledged = Vec::new();
+    let mut unexpected = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (acked, errors) = done.unwrap();
+        acknowledged.extend(acked);
+        unexpected.extend(errors);
+    }
+
+    assert!(
+        unexpected.is_empty(),
+        "every put succeeds and every transaction is cancelled, none fails otherwise: {unexpected:?}"
+    );
+    assert_eq!(acknowledged.len(), 150);
+    let mut stored = HashSet::new();
+    let mut start = None;
+    loop {
+        let page = dynamodb
+            .scan()
+            .table_name(&table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            if let Some(AttributeValue::S(pk)) = item.get("pk") {
+                stored.insert(pk.clone());
+            }
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|k| !stored.contains(*k))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged writes were erased: {lost:?}");
+    let kept: Vec<_> = stored.iter().filter(|k| k.starts_with('c')).collect();
+    assert!(kept.is_empty(), "cancelled transactions' puts were kept: {kept:?}");
+}
+
+/// One signed Meta delivery: one or two messages of one customer.
+struct Delivery {
+    wa_id: String,
+    wamids: Vec<String>,
+    body: Vec<u8>,
+}
+
+fn customer_wa_id(customer: usize) -> String {
+    format!("6591{customer:06}")
+}
+
+/// Each customer's messages, mostly one per delivery and every fifth delivery a burst of two.
+fn deliveries() -> Vec<Delivery> {
+    let at = now();
+    let mut out = Vec::new();
+    for customer in 0..CUSTOMERS {
+        let wa_id = customer_wa_id(customer);
+        let mut n = 0;
+        let mut delivery = 0;
+        while n < MESSAGES_PER_CUSTOMER {
+            let size = if delivery % 5 == 4 { 2 } else { 1 }.min(MESSAGES_PER_CUSTOMER - n);
+            let wamids: Vec<String> = (n..n + size)
+                .map(|m| format!("wamid.LOAD{customer:02}M{m:02}"))
+                .collect();
+            let texts: Vec<String> = (n..n + size)
+                .map(|m| format!("Question {m} from customer {customer}"))
+                .collect();
+            let messages: Vec<(&str, &str, &str, i64)> = wamids
+                .iter()
+                .zip(&texts)
+                .map(|(w, t)| (w.as_str(), wa_id.as_str(), t.as_str(), at))
+                .collect();
+            let body = serde_json::to_vec(&meta_texts(&messages)).unwrap();
+            out.push(Delivery {
+                wa_id: wa_id.clone(),
+                wamids,
+                body,
+            });
+            n += size;
+            delivery += 1;
+        }
+    }
+    out
+}
+
+/// `POSTERS` concurrent posters; each customer belongs to one poster, which posts that
+/// customer's deliveries in order (interleaved with its other customers'), as Meta does.
+async fn post_concurrently(world: &World, deliveries: &[Delivery]) {
+    let mut posters = tokio::task::JoinSet::new();
+    for poster in 0..POSTERS {
+        let router = world.ingest.clone();
+        let mut mine: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut turn: HashMap<&str, usize> = HashMap::new();
+        for d in deliveries {
+            let customer = d.wa_id[4..].parse::<usize>().unwrap();
+            if customer % POSTERS == poster {
+                let k = turn.entry(&d.wa_id).or_default();
+                mine.push((*k, d.body.clone()));
+                *k += 1;
+            }
+        }
+        // Round-robin over this poster's customers, each customer's deliveries in order.
+        mine.sort_by_key(|(k, _)| *k);
+        posters.spawn(async move {
+            for (_, body) in mine {
+                let response = ApiRequest::post("/webhooks/whatsapp", body.clone())
+                    .header(meta_signature(&body))
+                    .send(&router)
+                    .await;
+                assert_eq!(response.status, 200, "{}", response.body);
+            }
+        });
+    }
+    while let Some(done) = posters.join_next().await {
+        done.expect("a poster failed");
+    }
+}
+
+/// What the function was handed, invocation by invocation.
+#[derive(Default)]
+struct InvocationLog {
+    /// Message groups with an invocation running.
+    running: HashSet<String>,
+    /// Groups that were handed to a second invocation while one was running.
+    overlaps: Vec<String>,
+    /// Each customer's inbound wamids, in the order the processor accepted them (records it
+    /// reported failed are not counted; their redelivery is).
+    processed: BTreeMap<String, Vec<String>>,
+}
+
+/// Wraps the in-process processor and records what each invocation saw.
+struct Recording {
+    inner: InProcess,
+    log: Arc<Mutex<InvocationLog>>,
+}
+
+impl Invoke for Recording {
+    async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse> {
+        let records: Vec<(String, String, Option<(String, String)>)> = event
+            .records
+            .iter()
+            .map(|r| {
+                let group = r
+                    .attributes
+                    .get("MessageGroupId")
+                    .cloned()
+                    .unwrap_or_default();
+                let id = r.message_id.clone().unwrap_or_default();
+                let envelope: Value =
+                    serde_json::from_str(r.body.as_deref().unwrap_or("{}")).unwrap_or_default();
+                let inbound = (envelope["kind"] == "inbound_message").then(|| {
+                    (
+                        envelope["raw"]["from"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        envelope["raw"]["id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )
+                });
+                (group, id, inbound)
+            })
+            .collect();
+        let groups: HashSet<String> = records.iter().map(|(g, _, _)| g.clone()).collect();
+        {
+            let mut log = self.log.lock().unwrap();
+            for group in &groups {
+                if !log.running.insert(group.clone()) {
+                    log.overlaps.push(group.clone());
+                }
+            }
+        }
+        let response = self.inner.invoke(event).await;
+        let mut log = self.log.lock().unwrap();
+        for group in &groups {
+            log.running.remove(group);
+        }
+        if let Ok(response) = &response {
+            let failed: HashSet<&str> = response
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect();
+            for (_, id, inbound) in &records {
+                if let (Some((from, wamid)), false) = (inbound, failed.contains(id.as_str())) {
+                    log.processed
+                        .entry(from.clone())
+                        .or_default()
+                        .push(wamid.clone());
+                }
+            }
+        }
+        response
+    }
+}
