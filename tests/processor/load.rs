@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType,
     Put, ScalarAttributeType, TransactWriteItem,
 };
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use integration_tests::processor::{InProcess, Options, meta_texts, now, spawn_world};
 use integration_tests::{ApiRequest, meta_signature, moto_endpoint, unique_name};
 use local_stack::bridge::{Bridge, DrainReport, Invoke};
@@ -303,6 +304,76 @@ async fn cancelled_transactions_racing_plain_writes_in_the_local_moto_lose_no_wr
         kept.is_empty(),
         "cancelled transactions' puts were kept: {kept:?}"
     );
+}
+
+/// Plain moto frees a group's timed-out messages one at a time while scanning, so the first of
+/// them is skipped (its siblings still look in flight) and a later one is returned first.
+#[tokio::test]
+async fn a_message_groups_timed_out_records_come_back_from_the_local_moto_in_their_original_order()
+{
+    let stack = integration_tests::spawn_stack().await;
+    let queue_url = stack.queue_url();
+    stack
+        .sqs
+        .set_queue_attributes()
+        .queue_url(queue_url)
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .send()
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(format!("m{n}"))
+            .message_group_id("conversation")
+            .message_deduplication_id(format!("m{n}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let first = receive(&stack.sqs, queue_url).await;
+    assert_eq!(bodies(&first), ["m1", "m2", "m3"]);
+    // m1 is processed; m2 and m3 fail and come back after the visibility timeout.
+    stack
+        .sqs
+        .delete_message()
+        .queue_url(queue_url)
+        .receipt_handle(first[0].receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let again = receive(&stack.sqs, queue_url).await;
+
+    assert_eq!(bodies(&again), ["m2", "m3"]);
+    let sequence = |m: &Message| {
+        m.attributes().unwrap()[&MessageSystemAttributeName::SequenceNumber]
+            .parse::<u128>()
+            .unwrap()
+    };
+    assert!(
+        sequence(&again[0]) < sequence(&again[1]),
+        "sequence numbers increase within the group, as in SQS"
+    );
+}
+
+async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<Message> {
+    sqs.receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default()
+}
+
+fn bodies(messages: &[Message]) -> Vec<&str> {
+    messages.iter().filter_map(|m| m.body()).collect()
 }
 
 /// One signed Meta delivery: one or two messages of one customer.
