@@ -53,8 +53,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 # The signing scope names the service: "Credential=KEY/20261123/us-east-1/dynamodb/aws4_request".
 _SCOPE = re.compile(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/aws4_request")
-# How often an emulated long poll looks again.
-_POLL_INTERVAL_SECONDS = 0.05
+# The longest an emulated long poll waits before looking again with no change to SQS (a
+# visibility timeout running out, or a delay ending, changes nothing it is told about).
+_POLL_INTERVAL_SECONDS = 0.25
 
 
 def _service_of(environ: dict[str, Any]) -> str | None:
@@ -69,6 +70,10 @@ class PerServiceSerialiser:
         self._app = app
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
+        # Bumped after every SQS request but a receive, so waiting long polls look again at
+        # once instead of hammering the lock the sends need.
+        self._sqs_changed = threading.Condition()
+        self._sqs_generation = 0
 
     def _lock(self, service: str) -> threading.Lock:
         with self._locks_guard:
@@ -86,7 +91,12 @@ class PerServiceSerialiser:
             return self._receive(environ, start_response, self._lock(service))
         with self._lock(service):
             # The body is produced inside the lock: WSGI apps may do their work lazily.
-            return list(self._app(environ, start_response))
+            body = list(self._app(environ, start_response))
+        if service == "sqs":
+            with self._sqs_changed:
+                self._sqs_generation += 1
+                self._sqs_changed.notify_all()
+        return body
 
     def _receive(
         self,
@@ -94,7 +104,7 @@ class PerServiceSerialiser:
         start_response: Callable[..., Any],
         lock: threading.Lock,
     ) -> list[bytes]:
-        """A long poll as repeated short polls, each under the lock, waiting outside it."""
+        """A long poll as short polls under the lock, waiting outside it for a change to SQS."""
         length = int(environ.get("CONTENT_LENGTH") or 0)
         request = json.loads(environ["wsgi.input"].read(length) or b"{}")
         wait = float(request.get("WaitTimeSeconds") or 0)
@@ -106,6 +116,8 @@ class PerServiceSerialiser:
             attempt["wsgi.input"] = io.BytesIO(body)
             attempt["CONTENT_LENGTH"] = str(len(body))
             captured: dict[str, Any] = {}
+            with self._sqs_changed:
+                generation = self._sqs_generation
 
             def capture(status: str, headers: list[Any], exc_info: Any = None) -> Any:
                 captured["response"] = (status, headers, exc_info)
@@ -117,7 +129,11 @@ class PerServiceSerialiser:
             if not status.startswith("200") or time.monotonic() >= deadline or _has_messages(chunks):
                 start_response(status, headers, exc_info)
                 return chunks
-            time.sleep(_POLL_INTERVAL_SECONDS)
+            with self._sqs_changed:
+                self._sqs_changed.wait_for(
+                    lambda: self._sqs_generation != generation,
+                    timeout=min(_POLL_INTERVAL_SECONDS, max(deadline - time.monotonic(), 0)),
+                )
 
 
 def _has_messages(chunks: list[bytes]) -> bool:

@@ -217,7 +217,7 @@ async fn cancelled_transactions_racing_plain_writes_in_the_local_moto_lose_no_wr
                     .await
                 {
                     Ok(_) => acknowledged.push(key),
-                    Err(e) => server_errors.push(format!("put: {e:?}")),
+                    Err(e) => server_errors.push(format!("put {key}: {}", outcome(&e))),
                 }
             }
             (acknowledged, server_errors)
@@ -255,7 +255,10 @@ async fn cancelled_transactions_racing_plain_writes_in_the_local_moto_lose_no_wr
                     .await;
                 match result {
                     Err(e) if e.code() == Some("TransactionCanceledException") => {}
-                    other => server_errors.push(format!("transaction: {other:?}")),
+                    Err(e) => server_errors.push(format!("transaction: {}", outcome(&e))),
+                    Ok(_) => {
+                        server_errors.push("a transaction with a failing check succeeded".into())
+                    }
                 }
             }
             (Vec::new(), server_errors)
@@ -304,6 +307,17 @@ async fn cancelled_transactions_racing_plain_writes_in_the_local_moto_lose_no_wr
         kept.is_empty(),
         "cancelled transactions' puts were kept: {kept:?}"
     );
+}
+
+/// An SDK error in a few words: its code, or the HTTP status when the body was not AWS's.
+fn outcome<E: ProvideErrorMetadata, R: std::fmt::Debug>(
+    e: &aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> String {
+    match (e.code(), e.raw_response()) {
+        (Some(code), _) => code.to_owned(),
+        (None, Some(raw)) => format!("{raw:?}").chars().take(40).collect(),
+        (None, None) => e.to_string(),
+    }
 }
 
 /// Plain moto frees a group's timed-out messages one at a time while scanning, so the first of

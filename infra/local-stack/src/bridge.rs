@@ -198,11 +198,9 @@ impl<I: Invoke> Bridge<I> {
             tasks.spawn(async move {
                 let mut report = DrainReport::default();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let round = bridge.pump_once(0).await?;
+                    // A short long poll: an idle poller waits in SQS, and still sees the stop.
+                    let round = bridge.pump_once(1).await?;
                     report.add(&round);
-                    if round.received == 0 {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
                 }
                 anyhow::Ok(report)
             });
@@ -236,7 +234,7 @@ impl<I: Invoke> Bridge<I> {
                 Instant::now() < deadline,
                 "the queue did not drain: {visible} visible, {in_flight} in flight"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
