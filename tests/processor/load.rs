@@ -92,30 +92,31 @@ async fn three_hundred_messages_from_25_customers_posted_concurrently_are_all_st
         drained.failed,
     );
 
-    let log = log.lock().unwrap();
-    assert!(
-        log.overlaps.is_empty(),
-        "a message group was in two invocations at once: {:?}",
-        log.overlaps
-    );
-    for customer in 0..CUSTOMERS {
-        let wa_id = customer_wa_id(customer);
-        let expected: Vec<&str> = deliveries
-            .iter()
-            .filter(|d| d.wa_id == wa_id)
-            .flat_map(|d| d.wamids.iter().map(String::as_str))
-            .collect();
-        let seen: Vec<&str> = log
-            .processed
-            .get(&wa_id)
-            .map(|w| w.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        assert_eq!(
-            seen, expected,
-            "customer {customer}'s messages reached the processor in post order"
+    {
+        let log = log.lock().unwrap();
+        assert!(
+            log.overlaps.is_empty(),
+            "a message group was in two invocations at once: {:?}",
+            log.overlaps
         );
+        for customer in 0..CUSTOMERS {
+            let wa_id = customer_wa_id(customer);
+            let expected: Vec<&str> = deliveries
+                .iter()
+                .filter(|d| d.wa_id == wa_id)
+                .flat_map(|d| d.wamids.iter().map(String::as_str))
+                .collect();
+            let seen: Vec<&str> = log
+                .processed
+                .get(&wa_id)
+                .map(|w| w.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            assert_eq!(
+                seen, expected,
+                "customer {customer}'s messages reached the processor in post order"
+            );
+        }
     }
-    drop(log);
 
     let mut lost = Vec::new();
     for wamid in &posted {
@@ -491,6 +492,9 @@ struct InvocationLog {
     processed: BTreeMap<String, Vec<String>>,
 }
 
+/// An inbound message's customer and wamid.
+type Inbound = (String, String);
+
 /// Wraps the in-process processor and records what each invocation saw.
 struct Recording {
     inner: InProcess,
@@ -499,7 +503,7 @@ struct Recording {
 
 impl Invoke for Recording {
     async fn invoke(&self, event: SqsEvent) -> anyhow::Result<SqsBatchResponse> {
-        let records: Vec<(String, String, Option<(String, String)>)> = event
+        let records: Vec<(String, String, Option<Inbound>)> = event
             .records
             .iter()
             .map(|r| {

@@ -294,7 +294,7 @@ impl<I: Invoke> Bridge<I> {
                 Some(known) => known.receipt_handle = message.receipt_handle,
                 None => line.push(message),
             }
-            line.sort_by(|a, b| sequence_of(a).cmp(&sequence_of(b)));
+            line.sort_by_key(sequence_of);
         }
     }
 
