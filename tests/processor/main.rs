@@ -4,6 +4,7 @@
 mod batches;
 mod cost;
 mod exactly_once;
+mod load;
 mod optout;
 mod replies;
 mod sam_local;

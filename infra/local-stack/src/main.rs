@@ -2,6 +2,7 @@
 //! every step; `local-stack up` keeps the stack running for manual requests.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -24,6 +25,9 @@ const STACK_NAME: &str = "whatsapp-local";
 const PHONE_NUMBER_ID: &str = "106540352242922";
 const CUSTOMER: &str = "16505551234";
 const WORKSPACE: &str = "demo-shop";
+/// Concurrent pollers (and so invocations) of the SQS -> Lambda bridge; `cargo lambda watch`
+/// runs as many instances of each function, so they are served at once.
+const BRIDGE_POLLERS: usize = local_stack::watch::CONCURRENCY;
 
 struct Stack {
     _moto: MotoServer,
@@ -116,24 +120,17 @@ async fn start_stack() -> anyhow::Result<Stack> {
         &queue.arn,
         HttpInvoker::new(&watch.base_url(), "message-processor"),
     );
-    tokio::spawn(async move {
-        loop {
-            match bridge.pump_once(1).await {
-                Ok(report) if report.received > 0 => {
-                    println!(
-                        "    [bridge] {} record(s) -> message-processor: {} deleted, {} left for retry",
-                        report.received, report.deleted, report.failed
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    println!("    [bridge] {e:#}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    });
-    step("the SQS -> Lambda bridge is polling the events queue for message-processor");
+    tokio::spawn(Arc::new(bridge).run(BRIDGE_POLLERS, |round| match round {
+        Ok(report) => println!(
+            "    [bridge] {} record(s) -> message-processor: {} deleted, {} left for retry",
+            report.received, report.deleted, report.failed
+        ),
+        Err(e) => println!("    [bridge] {e:#}"),
+    }));
+    step(&format!(
+        "the SQS -> Lambda bridge is polling the events queue for message-processor \
+         ({BRIDGE_POLLERS} pollers, one invocation per message group at a time)"
+    ));
     Ok(Stack {
         _moto: moto,
         watch,

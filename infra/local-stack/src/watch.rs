@@ -12,6 +12,11 @@ use anyhow::{Context, bail};
 
 use crate::paths;
 
+/// Instances of each function `cargo lambda watch` may run at once. Its default is 1, which
+/// serves one webhook post (and one bridge invocation) at a time; Lambda scales out instead.
+/// Each instance is a process of its own, so this stays small on a 2-core machine.
+pub const CONCURRENCY: usize = 4;
+
 pub struct LambdaWatch {
     child: Child,
     pub port: u16,
@@ -40,6 +45,8 @@ impl LambdaWatch {
             ])
             .arg("--invoke-port")
             .arg(port.to_string())
+            .arg("--concurrency")
+            .arg(CONCURRENCY.to_string())
             .arg("--env-file")
             .arg(&env_file)
             .current_dir(paths::root())
