@@ -48,6 +48,9 @@ pub struct AiConfig {
     pub history_length: u32,
     pub temperature: f32,
     pub max_tokens: u32,
+    /// A person answering from the WhatsApp Business app takes the conversation over: the bot
+    /// pauses until the conversation is resumed or a new one starts.
+    pub pause_on_human_reply: bool,
 }
 
 impl Default for AiConfig {
@@ -61,59 +64,106 @@ impl Default for AiConfig {
             history_length: 12,
             temperature: 0.4,
             max_tokens: 400,
+            pause_on_human_reply: true,
         }
     }
 }
 
-/// A contact as read back by the inbound upsert, with the state of its current conversation.
+/// A contact as read back by the upsert every message starts with, with the state of its
+/// conversation with one of the workspace's numbers (its *thread*).
+///
+/// A customer who writes to two numbers of one workspace has two WhatsApp chats, each with its
+/// own 24-hour window, so conversations are per number. The queue groups events by number and
+/// customer too, so no two groups ever write the same thread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContactState {
     pub workspace_id: WorkspaceId,
+    pub phone_number_id: PhoneNumberId,
     pub wa_id: WaId,
     pub profile_name: Option<String>,
     pub opted_out: bool,
     pub conversation_id: Option<ConversationId>,
+    /// When the current conversation started (set for conversations a business echo opened).
+    pub started_at: Option<OffsetDateTime>,
     pub last_inbound_at: Option<OffsetDateTime>,
-    /// The newest inbound message time a reply already covers.
+    /// The newest inbound message time a reply covers; only ever moves forward.
     pub answered_through: Option<OffsetDateTime>,
+    /// The current conversation is handed to a person: no AI replies until it is resumed or a
+    /// new conversation starts.
     pub bot_paused: bool,
 }
 
-/// Which conversation an inbound message belongs to.
+/// Which conversation a message belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversationChoice {
     pub id: ConversationId,
     pub is_new: bool,
-    /// The contact's conversation id as read, so a racing writer is detected, not overwritten.
+    /// The thread's conversation id as read, so a racing writer is detected, not overwritten.
     pub previous: Option<ConversationId>,
     /// The conversation's newest inbound time once this message is in: a late, older message
-    /// never moves it back (it anchors the 24-hour customer-service window).
-    pub last_inbound_at: OffsetDateTime,
+    /// never moves it back (it anchors the 24-hour customer-service window). `None` for a
+    /// conversation a business echo opened.
+    pub last_inbound_at: Option<OffsetDateTime>,
 }
 
 impl ContactState {
     /// Continues the current conversation, or starts one when there is none or the last
-    /// inbound message is older than `inactivity`.
+    /// inbound message (or, for a conversation the business opened, its start) is older than
+    /// `inactivity`.
     pub fn choose_conversation(
         &self,
         at: OffsetDateTime,
         inactivity: time::Duration,
     ) -> ConversationChoice {
-        match (&self.conversation_id, self.last_inbound_at) {
+        let active_since = self.last_inbound_at.or(self.started_at);
+        match (&self.conversation_id, active_since) {
             (Some(id), Some(last)) if at - last <= inactivity => ConversationChoice {
                 id: id.clone(),
                 is_new: false,
                 previous: Some(id.clone()),
-                last_inbound_at: last.max(at),
+                last_inbound_at: Some(self.last_inbound_at.map_or(at, |l| l.max(at))),
             },
             _ => ConversationChoice {
                 id: ConversationId::new_at(at),
                 is_new: true,
                 previous: self.conversation_id.clone(),
-                last_inbound_at: at,
+                last_inbound_at: Some(at),
             },
         }
     }
+
+    /// The conversation an outbound echo (a message the business sent from another client)
+    /// belongs to: the current one while it is active, else a new one the business opened.
+    pub fn choose_conversation_for_echo(
+        &self,
+        at: OffsetDateTime,
+        inactivity: time::Duration,
+    ) -> ConversationChoice {
+        let mut choice = self.choose_conversation(at, inactivity);
+        choice.last_inbound_at = if choice.is_new {
+            None
+        } else {
+            self.last_inbound_at
+        };
+        choice
+    }
+}
+
+/// Which thread of which contact: a customer and one of the workspace's numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRef {
+    pub workspace_id: WorkspaceId,
+    pub phone_number_id: PhoneNumberId,
+    pub wa_id: WaId,
+}
+
+/// What storing an incoming message found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// This is the first time the message was seen.
+    pub first_time: bool,
+    /// A reply (sent, or begun and not released) already covers the message.
+    pub covered: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +239,10 @@ impl MessageStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusUpdate {
     pub wamid: Wamid,
+    /// The business number the status is about, and the customer it went to (when named):
+    /// a reconciliation checks both against the intent before storing anything.
+    pub phone_number_id: PhoneNumberId,
+    pub recipient: Option<WaId>,
     pub status: MessageStatus,
     pub at: OffsetDateTime,
     pub error_code: Option<i64>,
@@ -259,27 +313,71 @@ pub struct ReplyDraft {
 }
 
 impl ReplyDraft {
-    /// The outbound message this draft becomes once the API named it.
-    pub fn into_message(self, wamid: Wamid, status: MessageStatus) -> NewMessage {
+    /// The outbound message this draft (or one part of it, `text`) becomes once the API named it.
+    pub fn message(&self, wamid: Wamid, text: &str) -> NewMessage {
         NewMessage {
             wamid,
             direction: Direction::Outbound,
-            workspace_id: self.workspace_id,
-            phone_number_id: self.phone_number_id,
-            wa_id: self.wa_id,
-            conversation_id: self.conversation_id,
+            workspace_id: self.workspace_id.clone(),
+            phone_number_id: self.phone_number_id.clone(),
+            wa_id: self.wa_id.clone(),
+            conversation_id: self.conversation_id.clone(),
             kind: "text".into(),
-            text: Some(self.text),
+            text: Some(text.to_owned()),
             media_id: None,
             mime_type: None,
             timestamp: self.created_at,
             origin: Some("ai".into()),
             source: self.source,
-            status: Some(status),
-            ai: self.ai,
+            status: Some(MessageStatus::Sent),
+            ai: self.ai.clone(),
             raw: None,
         }
     }
+}
+
+/// Which part of a reply a send was: replies longer than one WhatsApp text go out as several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyPart {
+    /// 1-based.
+    pub index: u32,
+    pub of: u32,
+}
+
+impl ReplyPart {
+    pub const WHOLE: Self = Self { index: 1, of: 1 };
+
+    pub fn is_last(self) -> bool {
+        self.index >= self.of
+    }
+}
+
+/// A reply that is neither sent nor certainly unsent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsettledReply {
+    /// The API may have acted on the send: its status webhook will tell.
+    Unknown,
+    /// Some parts of a split reply were sent and a later one was not.
+    Partial,
+}
+
+impl UnsettledReply {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Partial => "partial",
+        }
+    }
+}
+
+/// A queue record that can never be processed, kept for inspection and replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedEvent {
+    /// The envelope's event id when it could be read, else the SQS message id.
+    pub id: String,
+    pub reason: String,
+    pub body: String,
+    pub at: OffsetDateTime,
 }
 
 /// What recording a reply intent found.
@@ -291,6 +389,8 @@ pub enum IntentOutcome {
     AlreadySent,
     /// A send was started and its outcome is unknown: do not send again.
     OutcomeUnknown,
+    /// Another reply already covers one of the messages (a racing invocation got there first).
+    Covered,
 }
 
 #[cfg(test)]
@@ -300,6 +400,8 @@ mod tests {
     fn state(conversation: Option<&str>, last_inbound: Option<OffsetDateTime>) -> ContactState {
         ContactState {
             workspace_id: WorkspaceId::parse("ws").unwrap(),
+            phone_number_id: PhoneNumberId::parse("106540352242922").unwrap(),
+            started_at: None,
             wa_id: WaId::parse("16505551234").unwrap(),
             profile_name: None,
             opted_out: false,
@@ -324,7 +426,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let choice = state(Some("C1"), Some(now))
             .choose_conversation(now - time::Duration::minutes(3), time::Duration::hours(24));
-        assert_eq!(choice.last_inbound_at, now);
+        assert_eq!(choice.last_inbound_at, Some(now));
         assert!(!choice.is_new);
     }
 
@@ -344,6 +446,33 @@ mod tests {
         let choice = state(None, None).choose_conversation(now, time::Duration::hours(24));
         assert!(choice.is_new);
         assert!(choice.previous.is_none());
+    }
+
+    #[test]
+    fn an_echo_opens_a_conversation_that_a_customer_reply_continues() {
+        let now = OffsetDateTime::now_utc();
+        let echo = state(None, None).choose_conversation_for_echo(now, time::Duration::hours(24));
+        assert!(echo.is_new);
+        assert_eq!(echo.last_inbound_at, None);
+
+        let mut after_echo = state(Some(echo.id.as_str()), None);
+        after_echo.started_at = Some(now);
+        let reply = after_echo.choose_conversation(
+            now + time::Duration::minutes(5),
+            time::Duration::hours(24),
+        );
+        assert!(!reply.is_new);
+        assert_eq!(reply.id, echo.id);
+    }
+
+    #[test]
+    fn an_echo_in_an_active_conversation_keeps_its_last_inbound_time() {
+        let now = OffsetDateTime::now_utc();
+        let last = now - time::Duration::minutes(5);
+        let echo =
+            state(Some("C1"), Some(last)).choose_conversation_for_echo(now, time::Duration::hours(24));
+        assert!(!echo.is_new);
+        assert_eq!(echo.last_inbound_at, Some(last));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The message processor use case: one SQS batch of envelopes in, a list of failed records out.
 //!
 //! Records of one message group (one conversation) are handled in order; groups run
-//! concurrently. When a record fails, it and every later record of its group are reported as
-//! failures, so FIFO order holds on redelivery. Storage is exactly-once through DynamoDB
-//! conditions; replies are guarded by intents recorded before the send (see README).
+//! concurrently. A record that failed for a reason that may pass (throttling, an outage, the
+//! deadline) is reported as failed, and so is every later record of its group, so FIFO order
+//! holds on redelivery. A record that can never succeed (a corrupt envelope or stored item) is
+//! kept in the store with its cause, counted, and acknowledged, so it never holds up the
+//! conversation behind it. Storage is exactly-once through DynamoDB conditions; replies are
+//! guarded by intents recorded before the send (see README).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,17 +18,27 @@ use tracing::{Instrument, instrument};
 
 use crate::ai::{AiResponder, ChatMessage, ChatRequest, LlmClient, ProviderConfig, Role};
 use crate::crm::{
-    AiConfig, ContactState, Direction, Integration, IntentOutcome, MessageStatus, NewMessage,
-    Provider, ReplyDraft, ReplyIntent, StatusOutcome, StatusUpdate,
+    AiConfig, ContactState, ConversationChoice, Direction, FailedEvent, Integration,
+    IntentOutcome, MessageStatus, NewMessage, Provider, ReplyDraft, ReplyIntent, ReplyPart,
+    StatusOutcome, StatusUpdate, Stored, UnsettledReply,
 };
 use crate::envelope::{Envelope, EventKind, Source};
-use crate::ids::{PhoneNumberId, Wamid, WorkspaceId};
+use crate::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
 use crate::optout::{Keyword, keyword};
 use crate::secrets::{AppSecrets, SecretSource, SecretsCache, SecretsError};
 use crate::store::{ContactStore, MessageStore, StoreError, TenantStore};
 use crate::telemetry::{cause_chain, count_metric};
 use crate::webhook::meta;
-use crate::whatsapp::{Channel, Outgoing, WhatsAppClient, WhatsAppError};
+use crate::whatsapp::{Channel, MAX_TEXT_BODY, Outgoing, WhatsAppClient, WhatsAppError, split_text};
+
+/// Model calls must answer this long before the Lambda deadline, leaving time to send the
+/// reply, record it and return the batch response.
+pub const LLM_RESERVE: Duration = Duration::from_secs(6);
+/// Sends must end this long before the deadline, so their outcome can always be recorded (or the
+/// intent released) and the batch response returned in time.
+pub const SEND_RESERVE: Duration = Duration::from_secs(2);
+/// How often a message is re-stored when a racing writer changed its thread first.
+const CONFLICT_RETRIES: usize = 3;
 
 /// Tunables of the processor, from the environment (see README).
 #[derive(Debug, Clone)]
@@ -67,8 +80,7 @@ pub struct QueueRecord {
     pub body: String,
 }
 
-/// Why a record failed. Every failure is reported to SQS, which redelivers and, after
-/// `maxReceiveCount`, moves the record to the dead-letter queue: nothing is dropped silently.
+/// Why a record failed. [`ProcessError::is_permanent`] decides whether SQS redelivers it.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("the record is not an envelope: {0}")]
@@ -83,6 +95,18 @@ pub enum ProcessError {
     SendLater(#[source] WhatsAppError),
     #[error("the Lambda deadline is too close to continue")]
     Deadline,
+}
+
+impl ProcessError {
+    /// Whether no redelivery could ever succeed: the envelope itself, or an item it needs, is
+    /// not in a shape we can read. Everything else (outages, throttling, conflicts, the
+    /// deadline) may pass, and is retried.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::BadEnvelope(_) | Self::Store(StoreError::Corrupt(_))
+        )
+    }
 }
 
 pub struct Processor<S, X> {
@@ -103,7 +127,8 @@ struct Burst {
     trigger_index: usize,
     trigger: Wamid,
     trigger_at: OffsetDateTime,
-    /// Texts of the burst's messages, in order, for the AI's context.
+    /// The burst's messages, in order, with their texts for the AI's context. The reply covers
+    /// every one of them.
     messages: Vec<(Wamid, String)>,
 }
 
@@ -112,6 +137,16 @@ struct Burst {
 struct GroupState {
     contact: Option<ContactState>,
     burst: Option<Burst>,
+}
+
+/// A reply about to be sent and what it answers.
+struct ReplyJob<'a> {
+    integration: &'a Integration,
+    channel: &'a Channel,
+    intent: ReplyIntent,
+    draft: ReplyDraft,
+    covers: Vec<Wamid>,
+    answered_through: OffsetDateTime,
 }
 
 impl<S, X> Processor<S, X>
@@ -184,16 +219,19 @@ where
                 .instrument(span.clone())
                 .await;
             if let Err(e) = result {
-                span.in_scope(|| tracing::error!(error.cause_chain = %cause_chain(&e), "record failed; it and the rest of its group will be retried"));
-                failed_from = Some(index);
-                break;
+                let settled = self.settle(record, &e).instrument(span.clone()).await;
+                if !settled {
+                    failed_from = Some(index);
+                    break;
+                }
             }
         }
         // The group's contact, as its last record left it, is the burst's contact.
         if let (Some(burst), Some(contact)) = (state.burst.take(), state.contact.take()) {
             let trigger = burst.trigger_index;
-            if let Err(e) = self.reply(burst, contact, deadline).await {
-                tracing::error!(error.cause_chain = %cause_chain(&e), "reply failed; its trigger will be retried");
+            if let Err(e) = self.reply(burst, contact, deadline).await
+                && !self.settle(&records[trigger], &e).await
+            {
                 failed_from = Some(failed_from.map_or(trigger, |f: usize| f.min(trigger)));
             }
         }
@@ -207,6 +245,38 @@ where
             .unwrap_or_default()
     }
 
+    /// Decides what a failed record becomes. A permanent failure is kept in the store with its
+    /// cause and acknowledged (`true`): redelivering it could not help, and it would hold up the
+    /// conversation behind it. Anything else, or a permanent failure that cannot be kept, is
+    /// left for SQS to redeliver (`false`).
+    async fn settle(&self, record: &QueueRecord, error: &ProcessError) -> bool {
+        let cause = cause_chain(error);
+        if !error.is_permanent() {
+            tracing::error!(error.cause_chain = %cause, "record failed; it and the rest of its group will be retried");
+            return false;
+        }
+        let id = Envelope::from_json(&record.body)
+            .map(|e| e.event_id.to_string())
+            .unwrap_or_else(|_| format!("sqs:{}", record.message_id));
+        let failed = FailedEvent {
+            id,
+            reason: cause.clone(),
+            body: record.body.clone(),
+            at: OffsetDateTime::now_utc(),
+        };
+        match self.store.record_failed_event(&failed).await {
+            Ok(()) => {
+                tracing::error!(error.cause_chain = %cause, failed_event = %failed.id, "record can never succeed; kept as a failed event and acknowledged");
+                count_metric("PermanentFailure", 1);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error.cause_chain = %cause, store_error = %e, "record can never succeed but could not be kept; it will be retried");
+                false
+            }
+        }
+    }
+
     async fn handle(
         &self,
         index: usize,
@@ -214,7 +284,7 @@ where
         state: &mut GroupState,
         deadline: Instant,
     ) -> Result<(), ProcessError> {
-        if Instant::now() >= deadline {
+        if Instant::now() + SEND_RESERVE >= deadline {
             return Err(ProcessError::Deadline);
         }
         let envelope = Envelope::from_json(&record.body)
@@ -253,6 +323,38 @@ where
             .map_err(|e: Arc<StoreError>| (*e).clone())
     }
 
+    fn inactivity(&self) -> time::Duration {
+        time::Duration::try_from(self.settings.conversation_inactivity)
+            .unwrap_or(time::Duration::DAY)
+    }
+
+    /// The contact and its thread with the envelope's number: the one the group's previous
+    /// record left, or a fresh upsert.
+    async fn contact(
+        &self,
+        cached: Option<ContactState>,
+        integration: &Integration,
+        wa_id: &WaId,
+        profile_name: Option<&str>,
+    ) -> Result<ContactState, StoreError> {
+        match cached {
+            Some(c) if c.wa_id == *wa_id && c.phone_number_id == integration.phone_number_id => {
+                Ok(c)
+            }
+            _ => {
+                self.store
+                    .upsert_contact(
+                        &integration.workspace_id,
+                        &integration.phone_number_id,
+                        wa_id,
+                        profile_name,
+                        OffsetDateTime::now_utc(),
+                    )
+                    .await
+            }
+        }
+    }
+
     async fn inbound(
         &self,
         index: usize,
@@ -262,8 +364,11 @@ where
         deadline: Instant,
     ) -> Result<(), ProcessError> {
         let Some(conversation) = &envelope.conversation else {
-            tracing::warn!("inbound message without a customer; event dropped");
-            return Ok(());
+            // Ingest gives every message a customer (phone number or BSUID); an envelope
+            // without one is not something we can ever store.
+            return Err(ProcessError::BadEnvelope(
+                "inbound message without a customer".into(),
+            ));
         };
         let wa_id = conversation.wa_id.clone();
         let (message_json, origin) = message_of(envelope);
@@ -273,108 +378,70 @@ where
             .map_err(|e| ProcessError::BadEnvelope(e.to_string()))?;
         let at = envelope.occurred_at.unwrap_or(envelope.received_at);
         let ws = integration.workspace_id.clone();
-
-        let contact = match state.contact.take() {
-            Some(c) if c.wa_id == wa_id => c,
-            _ => {
-                self.store
-                    .upsert_inbound_contact(
-                        &ws,
-                        &wa_id,
-                        envelope.profile_name.as_deref(),
-                        OffsetDateTime::now_utc(),
-                    )
-                    .await?
-            }
-        };
-        let choice = contact.choose_conversation(
-            at,
-            time::Duration::try_from(self.settings.conversation_inactivity)
-                .unwrap_or(time::Duration::DAY),
-        );
         let (media_id, mime_type) = media_of(&message);
         let text = message.text().map(str::to_owned);
-        let new = NewMessage {
-            wamid: wamid.clone(),
-            direction: Direction::Inbound,
-            workspace_id: ws.clone(),
-            phone_number_id: envelope.phone_number_id.clone(),
-            wa_id: wa_id.clone(),
-            conversation_id: choice.id.clone(),
-            kind: message.kind.clone(),
-            text: text.clone(),
-            media_id,
-            mime_type,
-            timestamp: at,
-            origin: origin.clone(),
-            source: envelope.source,
-            status: None,
-            ai: None,
-            raw: Some(envelope.raw.get().to_owned()),
-        };
-        let stored = self.store.store_inbound(&new, &choice).await?;
-        if !stored {
-            tracing::info!(wamid = %wamid, "message already stored (redelivery)");
-        }
-        let mut contact = contact;
-        contact.conversation_id = Some(choice.id.clone());
-        contact.last_inbound_at = Some(choice.last_inbound_at);
-        if choice.is_new {
-            contact.bot_paused = false;
-        }
 
-        // Opt-out and opt-in keywords are answered with a fixed confirmation, never by AI.
-        if let Some(word) = text.as_deref().and_then(keyword) {
-            let opted_out = word == Keyword::OptOut;
-            let changed = contact.opted_out != opted_out;
-            if changed {
-                self.store
-                    .set_opt_out(&ws, &wa_id, opted_out, OffsetDateTime::now_utc())
-                    .await?;
-                contact.opted_out = opted_out;
-            }
-            // Confirm once: when this message changed the state, or on a redelivery (whose first
-            // try may have failed to confirm; the intent stops a second confirmation). A replay
-            // of an old keyword changes the state silently.
-            let confirm = (changed || !stored) && !self.too_old(at);
-            state.burst = None;
-            if !confirm {
-                tracing::info!(wamid = %wamid, opted_out, changed, "opt keyword applied without confirmation");
-                state.contact = Some(contact);
-                return Ok(());
-            }
-            let confirmation = if opted_out {
-                &self.settings.opt_out_confirmation
-            } else {
-                &self.settings.opt_in_confirmation
-            };
-            let draft = ReplyDraft {
+        // A racing writer (another number's group, or a concurrent batch) may move the thread
+        // between the read and the write: read again and retry, rather than fail the record.
+        let mut cached = state.contact.take();
+        let mut attempt = 0;
+        let (stored, mut contact, choice) = loop {
+            let contact = self
+                .contact(
+                    cached.take(),
+                    &integration,
+                    &wa_id,
+                    envelope.profile_name.as_deref(),
+                )
+                .await?;
+            let choice = contact.choose_conversation(at, self.inactivity());
+            let new = NewMessage {
+                wamid: wamid.clone(),
+                direction: Direction::Inbound,
                 workspace_id: ws.clone(),
                 phone_number_id: envelope.phone_number_id.clone(),
                 wa_id: wa_id.clone(),
                 conversation_id: choice.id.clone(),
-                text: confirmation.clone(),
-                ai: None,
+                kind: message.kind.clone(),
+                text: text.clone(),
+                media_id: media_id.clone(),
+                mime_type: mime_type.clone(),
+                timestamp: at,
+                origin: origin.clone(),
                 source: envelope.source,
-                created_at: OffsetDateTime::now_utc(),
+                status: None,
+                ai: None,
+                raw: Some(envelope.raw.get().to_owned()),
             };
-            let intent = ReplyIntent {
-                conversation_id: choice.id.clone(),
-                trigger: wamid.clone(),
-            };
-            let secrets = self.secrets.get().await.map_err(ProcessError::Secrets)?;
-            if let Some(channel) = channel(&integration, &secrets) {
-                self.send_reply(&integration, &channel, intent, draft, at, deadline)
-                    .await?;
+            match self.store.store_inbound(&new, &choice).await {
+                Ok(stored) => break (stored, contact, choice),
+                Err(StoreError::Conflict(why)) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::info!(attempt, why, "thread changed while storing; reading it again");
+                }
+                Err(e) => return Err(e.into()),
             }
+        };
+        if !stored.first_time {
+            tracing::info!(wamid = %wamid, covered = stored.covered, "message already stored (redelivery)");
+        }
+        follow(&mut contact, &choice);
+
+        // Opt-out and opt-in keywords are answered with a fixed confirmation, never by AI.
+        if let Some(word) = text.as_deref().and_then(keyword) {
+            let result = self
+                .opt_keyword(word, &integration, envelope, &mut contact, &choice, &wamid, stored, at, deadline)
+                .await;
+            state.burst = None;
             state.contact = Some(contact);
-            return Ok(());
+            return result;
         }
 
         let skip = self
-            .skip_reason(&contact, &ws, at, origin.as_deref(), stored)
-            .await?;
-        match skip {
+            .skip_reason(&contact, &ws, &message.kind, at, origin.as_deref(), stored)
+            .await;
+        state.contact = Some(contact);
+        match skip? {
             Some(reason) => {
                 tracing::info!(wamid = %wamid, reason, "no AI reply");
             }
@@ -395,8 +462,79 @@ where
                     .push((wamid, text.unwrap_or_else(|| format!("[{}]", message.kind))));
             }
         }
-        state.contact = Some(contact);
         Ok(())
+    }
+
+    /// Applies an opt-out or opt-in keyword and confirms it once.
+    #[allow(clippy::too_many_arguments)]
+    async fn opt_keyword(
+        &self,
+        word: Keyword,
+        integration: &Integration,
+        envelope: &Envelope,
+        contact: &mut ContactState,
+        choice: &ConversationChoice,
+        wamid: &Wamid,
+        stored: Stored,
+        at: OffsetDateTime,
+        deadline: Instant,
+    ) -> Result<(), ProcessError> {
+        let opted_out = word == Keyword::OptOut;
+        let changed = contact.opted_out != opted_out;
+        if changed {
+            self.store
+                .set_opt_out(
+                    &integration.workspace_id,
+                    &contact.wa_id,
+                    opted_out,
+                    OffsetDateTime::now_utc(),
+                )
+                .await?;
+            contact.opted_out = opted_out;
+        }
+        // Confirm once: when this message changed the state, or on a redelivery (whose first
+        // try may have failed to confirm; the intent and its coverage stop a second
+        // confirmation). A replay of an old keyword changes the state silently.
+        let confirm = (changed || !stored.first_time) && !stored.covered && !self.too_old(at);
+        if !confirm {
+            tracing::info!(wamid = %wamid, opted_out, changed, "opt keyword applied without confirmation");
+            return Ok(());
+        }
+        let confirmation = if opted_out {
+            &self.settings.opt_out_confirmation
+        } else {
+            &self.settings.opt_in_confirmation
+        };
+        let secrets = self.secrets.get().await.map_err(ProcessError::Secrets)?;
+        let Some(channel) = channel(integration, &secrets) else {
+            return Ok(());
+        };
+        let draft = ReplyDraft {
+            workspace_id: integration.workspace_id.clone(),
+            phone_number_id: envelope.phone_number_id.clone(),
+            wa_id: contact.wa_id.clone(),
+            conversation_id: choice.id.clone(),
+            text: confirmation.clone(),
+            ai: None,
+            source: envelope.source,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        let intent = ReplyIntent {
+            conversation_id: choice.id.clone(),
+            trigger: wamid.clone(),
+        };
+        self.send_reply(
+            ReplyJob {
+                integration,
+                channel: &channel,
+                intent,
+                draft,
+                covers: vec![wamid.clone()],
+                answered_through: at,
+            },
+            deadline,
+        )
+        .await
     }
 
     /// Meta retries deliveries for days: a message this old gets no automatic answer.
@@ -411,20 +549,23 @@ where
         &self,
         contact: &ContactState,
         ws: &WorkspaceId,
+        kind: &str,
         at: OffsetDateTime,
         origin: Option<&str>,
-        first_time: bool,
+        stored: Stored,
     ) -> Result<Option<&'static str>, ProcessError> {
+        if !answerable(kind) {
+            return Ok(Some("this kind of message is stored, not answered"));
+        }
         if self.too_old(at) {
             return Ok(Some("message is too old"));
         }
         if matches!(origin, Some("business_app" | "history_sync")) {
             return Ok(Some("message did not come from the customer live"));
         }
-        // A message seen for the first time is always unanswered, even if it shares its
-        // (whole-second) timestamp with one already answered. A redelivery is answered if a
-        // reply covered its time; the reply intent guards the exact trigger besides.
-        if !first_time && contact.answered_through.is_some_and(|t| at <= t) {
+        // Coverage is recorded per message when a reply begins (and removed if the send
+        // certainly did not happen), so a redelivery is skipped exactly when a reply covers it.
+        if stored.covered {
             return Ok(Some("a reply already covers this message"));
         }
         if contact.bot_paused {
@@ -455,53 +596,67 @@ where
         Ok(())
     }
 
+    /// A message the business sent from another client (the WhatsApp Business app, another
+    /// tool): stored in its conversation, opening one if needed, and never answered. A person
+    /// answering from the Business app takes the conversation over from the bot.
     async fn outbound_echo(
         &self,
         envelope: &Envelope,
         integration: &Integration,
     ) -> Result<(), ProcessError> {
         let Some(conversation) = &envelope.conversation else {
-            return Ok(());
+            return Err(ProcessError::BadEnvelope(
+                "outbound echo without a customer".into(),
+            ));
         };
         let (message_json, origin) = message_of(envelope);
         let message: meta::InboundMessage = serde_json::from_value(message_json)
             .map_err(|e| ProcessError::BadEnvelope(format!("message: {e}")))?;
+        let wamid = Wamid::parse(message.id.as_str())
+            .map_err(|e| ProcessError::BadEnvelope(e.to_string()))?;
         let at = envelope.occurred_at.unwrap_or(envelope.received_at);
-        let contact = self
-            .store
-            .upsert_inbound_contact(
-                &integration.workspace_id,
-                &conversation.wa_id,
-                envelope.profile_name.as_deref(),
-                OffsetDateTime::now_utc(),
-            )
-            .await?;
-        let Some(conversation_id) = contact.conversation_id else {
-            tracing::info!("echo before any conversation; not stored");
-            return Ok(());
-        };
+        let hand_over = origin.as_deref() == Some("business_app")
+            && self
+                .ai_config(&integration.workspace_id)
+                .await?
+                .pause_on_human_reply;
         let (media_id, mime_type) = media_of(&message);
-        let new = NewMessage {
-            wamid: Wamid::parse(message.id.as_str())
-                .map_err(|e| ProcessError::BadEnvelope(e.to_string()))?,
-            direction: Direction::Outbound,
-            workspace_id: integration.workspace_id.clone(),
-            phone_number_id: envelope.phone_number_id.clone(),
-            wa_id: conversation.wa_id.clone(),
-            conversation_id,
-            kind: message.kind.clone(),
-            text: message.text().map(str::to_owned),
-            media_id,
-            mime_type,
-            timestamp: at,
-            origin,
-            source: envelope.source,
-            status: Some(MessageStatus::Sent),
-            ai: None,
-            raw: Some(envelope.raw.get().to_owned()),
-        };
-        self.store.store_outbound(&new).await?;
-        Ok(())
+        let mut attempt = 0;
+        loop {
+            let contact = self
+                .contact(None, integration, &conversation.wa_id, None)
+                .await?;
+            let choice = contact.choose_conversation_for_echo(at, self.inactivity());
+            let new = NewMessage {
+                wamid: wamid.clone(),
+                direction: Direction::Outbound,
+                workspace_id: integration.workspace_id.clone(),
+                phone_number_id: envelope.phone_number_id.clone(),
+                wa_id: conversation.wa_id.clone(),
+                conversation_id: choice.id.clone(),
+                kind: message.kind.clone(),
+                text: message.text().map(str::to_owned),
+                media_id: media_id.clone(),
+                mime_type: mime_type.clone(),
+                timestamp: at,
+                origin: origin.clone(),
+                source: envelope.source,
+                status: Some(MessageStatus::Sent),
+                ai: None,
+                raw: Some(envelope.raw.get().to_owned()),
+            };
+            match self.store.store_outbound(&new, &choice, hand_over).await {
+                Ok(stored) => {
+                    tracing::info!(wamid = %wamid, stored, hand_over, "outbound echo");
+                    return Ok(());
+                }
+                Err(StoreError::Conflict(why)) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tracing::info!(attempt, why, "thread changed while storing; reading it again");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Answers a burst with one AI reply.
@@ -528,12 +683,13 @@ where
         let Some(channel) = channel(&integration, &secrets) else {
             return Ok(());
         };
+        let send_by = deadline.checked_sub(SEND_RESERVE).unwrap_or(deadline);
 
         // Read receipt and typing indicator first, so the customer sees we are on it.
         let read = Outgoing::mark_read(trigger.clone(), true);
         if let Err(e) = self
             .whatsapp
-            .send(&channel, &integration.phone_number_id, &read, deadline)
+            .send(&channel, &integration.phone_number_id, &read, send_by)
             .await
         {
             tracing::warn!(error = %e, "could not mark the message read");
@@ -582,9 +738,9 @@ where
             integration.workspace_id.as_str(),
             contact.wa_id.as_str()
         );
-        // The responder keeps `ai::SEND_MARGIN` of the deadline for sending and recording.
+        let answer_by = deadline.checked_sub(LLM_RESERVE).unwrap_or(deadline);
         let completion = responder
-            .reply(&contact_key, config.grok_weight, &request, deadline)
+            .reply(&contact_key, config.grok_weight, &request, answer_by)
             .await
             .map_err(|e| ProcessError::Ai(e.to_string()))?;
         tracing::info!(provider = completion.provider.as_str(), model = %completion.model, latency_ms = completion.latency_ms, "AI reply ready");
@@ -603,8 +759,18 @@ where
             conversation_id,
             trigger,
         };
-        self.send_reply(&integration, &channel, intent, draft, trigger_at, deadline)
-            .await
+        self.send_reply(
+            ReplyJob {
+                integration: &integration,
+                channel: &channel,
+                intent,
+                draft,
+                covers: messages.into_iter().map(|(w, _)| w).collect(),
+                answered_through: trigger_at,
+            },
+            deadline,
+        )
+        .await
     }
 
     /// Grok, when the app secret holds its key.
@@ -623,20 +789,26 @@ where
         Some(ProviderConfig::sealion(base, config.sealion_model.clone()))
     }
 
-    /// Sends a reply at most once: the intent is recorded first, and only its owner sends.
-    async fn send_reply(
-        &self,
-        integration: &Integration,
-        channel: &Channel,
-        intent: ReplyIntent,
-        draft: ReplyDraft,
-        answered_through: OffsetDateTime,
-        deadline: Instant,
-    ) -> Result<(), ProcessError> {
-        match self.store.begin_reply(&intent, &draft).await? {
+    /// Sends a reply at most once: the intent (with the messages it covers) is recorded first,
+    /// and only its owner sends. A reply longer than one WhatsApp text goes out as several
+    /// parts, in order, under the same intent. Every outcome is recorded before returning.
+    async fn send_reply(&self, job: ReplyJob<'_>, deadline: Instant) -> Result<(), ProcessError> {
+        let ReplyJob {
+            integration,
+            channel,
+            intent,
+            draft,
+            covers,
+            answered_through,
+        } = job;
+        match self.store.begin_reply(&intent, &draft, &covers).await? {
             IntentOutcome::Acquired => {}
             IntentOutcome::AlreadySent => {
                 tracing::info!("reply already sent for this message");
+                return Ok(());
+            }
+            IntentOutcome::Covered => {
+                tracing::info!("another reply already covers these messages");
                 return Ok(());
             }
             IntentOutcome::OutcomeUnknown => {
@@ -647,63 +819,117 @@ where
                 return Ok(());
             }
         }
-        let mut message = Outgoing::text(draft.wa_id.clone(), draft.text.clone());
-        message.biz_opaque_callback_data = Some(intent.key());
-        match self
-            .whatsapp
-            .send(channel, &integration.phone_number_id, &message, deadline)
-            .await
-        {
-            Ok(sent) => {
-                let Some(wamid) = sent.wamid else {
-                    self.store
-                        .flag_reply_unknown(
-                            &intent,
-                            "the API accepted the reply without a message id",
-                        )
-                        .await?;
-                    return Ok(());
-                };
-                let stored = draft.into_message(wamid.clone(), MessageStatus::Sent);
-                self.store
-                    .record_reply(&intent, &stored, answered_through)
-                    .await?;
-                tracing::info!(wamid = %wamid, "reply sent");
-                Ok(())
-            }
-            Err(
-                e @ (WhatsAppError::Throttled { .. }
-                | WhatsAppError::InFlight
-                | WhatsAppError::Unreachable { .. }),
-            ) => {
-                // Certainly not sent: let SQS redeliver and try again.
-                self.store.release_reply(&intent).await?;
-                Err(ProcessError::SendLater(e))
-            }
-            Err(e @ WhatsAppError::Transient { .. }) => {
-                tracing::error!(error = %e, "reply outcome unknown; flagged for reconciliation");
-                count_metric("ReplyOutcomeUnknown", 1);
-                self.store
-                    .flag_reply_unknown(&intent, &e.to_string())
-                    .await?;
-                Ok(())
-            }
-            Err(e) => {
-                if let WhatsAppError::TokenInvalid { .. } = e {
-                    self.store
-                        .mark_integration_error(&integration.phone_number_id, &e.to_string())
-                        .await?;
-                    self.tenants.invalidate(&integration.phone_number_id).await;
-                }
-                tracing::error!(error = %e, code = ?e.code(), "reply refused by the WhatsApp API");
-                count_metric("ReplyRefused", 1);
-                self.store
-                    .fail_reply(&intent, e.code(), &e.to_string())
-                    .await?;
-                Ok(())
-            }
+        let send_by = deadline.checked_sub(SEND_RESERVE).unwrap_or(deadline);
+        let mut parts = split_text(&draft.text, MAX_TEXT_BODY);
+        if parts.is_empty() {
+            parts.push(draft.text.clone());
         }
+        let of = u32::try_from(parts.len()).unwrap_or(u32::MAX);
+        for (index, text) in (1..).zip(&parts) {
+            let part = ReplyPart { index, of };
+            let mut message = Outgoing::text(draft.wa_id.clone(), text.clone());
+            message.biz_opaque_callback_data = Some(intent.key());
+            let error = match self
+                .whatsapp
+                .send(channel, &integration.phone_number_id, &message, send_by)
+                .await
+            {
+                Ok(sent) => {
+                    let Some(wamid) = sent.wamid else {
+                        return self
+                            .unsettled(&intent, UnsettledReply::Unknown, "the API accepted the reply without a message id")
+                            .await;
+                    };
+                    self.store
+                        .record_reply(&intent, &draft.message(wamid.clone(), text), part, answered_through)
+                        .await?;
+                    tracing::info!(wamid = %wamid, part = index, of, "reply sent");
+                    continue;
+                }
+                Err(error) => error,
+            };
+            if error.may_have_been_delivered() {
+                tracing::error!(error = %error, part = index, "reply outcome unknown; flagged for reconciliation");
+                return self
+                    .unsettled(&intent, UnsettledReply::Unknown, &error.to_string())
+                    .await;
+            }
+            if error.is_retryable() {
+                if index == 1 {
+                    // Certainly not sent, and nothing of it was: let SQS redeliver and try again.
+                    self.store.release_reply(&intent, &covers).await?;
+                    return Err(ProcessError::SendLater(error));
+                }
+                tracing::error!(error = %error, part = index, of, "a later part of a split reply could not be sent");
+                return self
+                    .unsettled(&intent, UnsettledReply::Partial, &error.to_string())
+                    .await;
+            }
+            if let WhatsAppError::TokenInvalid { .. } = error {
+                self.store
+                    .mark_integration_error(&integration.phone_number_id, &error.to_string())
+                    .await?;
+                self.tenants.invalidate(&integration.phone_number_id).await;
+            }
+            tracing::error!(error = %error, code = ?error.code(), part = index, "reply refused by the WhatsApp API");
+            count_metric("ReplyRefused", 1);
+            self.store
+                .fail_reply(&intent, error.code(), &error.to_string())
+                .await?;
+            return Ok(());
+        }
+        Ok(())
     }
+
+    /// Flags a reply that must never be sent again and whose fate a person or a status webhook
+    /// settles.
+    async fn unsettled(
+        &self,
+        intent: &ReplyIntent,
+        state: UnsettledReply,
+        reason: &str,
+    ) -> Result<(), ProcessError> {
+        count_metric(
+            match state {
+                UnsettledReply::Unknown => "ReplyOutcomeUnknown",
+                UnsettledReply::Partial => "ReplyPartial",
+            },
+            1,
+        );
+        self.store.flag_reply(intent, state, reason).await?;
+        Ok(())
+    }
+}
+
+/// Keeps the in-memory contact in step with the message just stored in `choice`.
+fn follow(contact: &mut ContactState, choice: &ConversationChoice) {
+    if choice.is_new {
+        contact.bot_paused = false;
+        contact.started_at = None;
+        contact.answered_through = None;
+    }
+    contact.conversation_id = Some(choice.id.clone());
+    contact.last_inbound_at = choice.last_inbound_at.or(contact.last_inbound_at);
+}
+
+/// Whether a message of this type may get an AI reply. Reactions (added or removed), system
+/// notices (e.g. `user_changed_number`) and messages the API cannot show us (`unsupported`)
+/// are stored for the record but not answered: the model would only see a placeholder.
+fn answerable(kind: &str) -> bool {
+    matches!(
+        kind,
+        "text"
+            | "image"
+            | "audio"
+            | "video"
+            | "document"
+            | "sticker"
+            | "location"
+            | "contacts"
+            | "interactive"
+            | "button"
+            | "order"
+    )
 }
 
 /// How an integration sends, with credentials from the app secret. Missing credentials are
@@ -824,6 +1050,8 @@ fn status_of(envelope: &Envelope) -> Result<Option<(StatusUpdate, Option<String>
     Ok(Some((
         StatusUpdate {
             wamid,
+            phone_number_id: envelope.phone_number_id.clone(),
+            recipient: envelope.conversation.as_ref().map(|c| c.wa_id.clone()),
             status,
             at,
             error_code: error.as_ref().map(|e| e.code),

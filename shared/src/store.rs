@@ -6,10 +6,11 @@ use std::future::Future;
 use time::OffsetDateTime;
 
 use crate::crm::{
-    AiConfig, ContactState, ConversationChoice, HistoryItem, Integration, IntentOutcome,
-    NewMessage, ReplyDraft, ReplyIntent, StatusOutcome, StatusUpdate,
+    AiConfig, ContactRef, ContactState, ConversationChoice, FailedEvent, HistoryItem, Integration,
+    IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, StatusOutcome, StatusUpdate,
+    Stored, UnsettledReply,
 };
-use crate::ids::{ConversationId, PhoneNumberId, WaId, WorkspaceId};
+use crate::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -41,13 +42,14 @@ pub trait TenantStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<AiConfig>> + Send;
 }
 
-/// Contacts.
+/// Contacts, and their conversation state with each number (see [`ContactState`]).
 pub trait ContactStore: Send + Sync + 'static {
-    /// Creates or refreshes a contact on an inbound message and returns it with the state of
-    /// its current conversation, in one request.
-    fn upsert_inbound_contact(
+    /// Creates or refreshes a contact on a message and returns it with its thread with
+    /// `phone_number_id`, in one request.
+    fn upsert_contact(
         &self,
         workspace_id: &WorkspaceId,
+        phone_number_id: &PhoneNumberId,
         wa_id: &WaId,
         profile_name: Option<&str>,
         at: OffsetDateTime,
@@ -59,21 +61,33 @@ pub trait ContactStore: Send + Sync + 'static {
         opted_out: bool,
         at: OffsetDateTime,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Hands a conversation to a person (`paused`) or back to the bot. `Ok(false)` when it is no
+    /// longer the thread's current conversation (a paused flag never leaks into a new one).
+    fn set_bot_paused(
+        &self,
+        contact: &ContactRef,
+        conversation_id: &ConversationId,
+        paused: bool,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 /// Messages, statuses and replies.
 pub trait MessageStore: Send + Sync + 'static {
     /// Stores an inbound message exactly once and advances its conversation in the same
-    /// transaction. `Ok(false)` means it was already stored.
+    /// transaction; says whether it was new and whether a reply already covers it.
     fn store_inbound(
         &self,
         message: &NewMessage,
         conversation: &ConversationChoice,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Stores an outbound message (an echo from another client) once, applying early statuses.
+    ) -> impl Future<Output = StoreResult<Stored>> + Send;
+    /// Stores an outbound message sent from another client (an echo) exactly once, in its
+    /// conversation (opening one if needed), and applies statuses that came before it.
+    /// `hand_over` pauses the bot: a person answered.
     fn store_outbound(
         &self,
         message: &NewMessage,
+        conversation: &ConversationChoice,
+        hand_over: bool,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
     fn apply_status(
         &self,
@@ -85,14 +99,21 @@ pub trait MessageStore: Send + Sync + 'static {
         conversation_id: &ConversationId,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<HistoryItem>>> + Send;
-    /// Records the intent to send `draft` before sending it. Only `Acquired` may send.
+    /// Records the intent to send `draft` before sending it, and marks every message in
+    /// `covers` as answered by it, in one transaction. Only `Acquired` may send.
     fn begin_reply(
         &self,
         intent: &ReplyIntent,
         draft: &ReplyDraft,
+        covers: &[Wamid],
     ) -> impl Future<Output = StoreResult<IntentOutcome>> + Send;
-    /// The send certainly did not happen: forget the intent so a redelivery may try again.
-    fn release_reply(&self, intent: &ReplyIntent) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The send certainly did not happen: forget the intent and its coverage, so a redelivery
+    /// may try again.
+    fn release_reply(
+        &self,
+        intent: &ReplyIntent,
+        covers: &[Wamid],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     /// The send was refused for good: keep the intent, with the refusal.
     fn fail_reply(
         &self,
@@ -100,25 +121,36 @@ pub trait MessageStore: Send + Sync + 'static {
         code: Option<i64>,
         reason: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// The send may or may not have happened: flag it for reconciliation by status webhook.
-    fn flag_reply_unknown(
+    /// The send may or may not have happened (`state` `unknown`), or only some parts of a
+    /// split reply went out (`partial`): flag it, never send it again.
+    fn flag_reply(
         &self,
         intent: &ReplyIntent,
+        state: UnsettledReply,
         reason: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// The API accepted the reply: mark the intent sent, store the outbound message and move
-    /// the contact's `answered_through`, in one transaction.
+    /// The API accepted one part of a reply: store it as an outbound message and count it on
+    /// the intent; the last part also marks the intent sent and moves `answered_through`
+    /// (never backwards).
     fn record_reply(
         &self,
         intent: &ReplyIntent,
         message: &NewMessage,
+        part: ReplyPart,
         answered_through: OffsetDateTime,
     ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// A status for an unknown wamid named this intent: if it was still unsettled, store the
-    /// reply it sent under that wamid. `Ok(true)` when something was reconciled.
+    /// A status for an unknown wamid named this intent: if it was still unsettled and the
+    /// status is about the intent's own number and customer, store the reply it sent under
+    /// that wamid. `Ok(true)` when something was reconciled.
     fn reconcile_reply(
         &self,
         intent: &ReplyIntent,
         update: &StatusUpdate,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Keeps an event that can never be processed, with why, so nothing is lost even though
+    /// the queue record is acknowledged.
+    fn record_failed_event(
+        &self,
+        failed: &FailedEvent,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 }

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use shared::adapters::dynamo::DynamoStore;
 use shared::crm::{
-    AiConfig, ContactState, ConversationChoice, HistoryItem, Integration, IntentOutcome,
-    NewMessage, ReplyDraft, ReplyIntent, StatusOutcome, StatusUpdate,
+    AiConfig, ContactRef, ContactState, ConversationChoice, FailedEvent, HistoryItem, Integration,
+    IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, StatusOutcome, StatusUpdate,
+    Stored, UnsettledReply,
 };
-use shared::ids::{ConversationId, PhoneNumberId, WaId, WorkspaceId};
+use shared::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
 use shared::store::{ContactStore, MessageStore, StoreResult, TenantStore};
 use time::OffsetDateTime;
 
@@ -36,7 +37,8 @@ impl SwitchingStore {
         }
     }
 
-    /// From now on, storing this inbound message fails.
+    /// From now on, storing this inbound message fails, and so does recording a reply that it
+    /// triggered.
     pub fn poison(&self, wamid: &str) {
         self.poisoned
             .lock()
@@ -74,15 +76,16 @@ impl TenantStore for SwitchingStore {
 }
 
 impl ContactStore for SwitchingStore {
-    async fn upsert_inbound_contact(
+    async fn upsert_contact(
         &self,
         ws: &WorkspaceId,
+        pn: &PhoneNumberId,
         wa_id: &WaId,
         profile_name: Option<&str>,
         at: OffsetDateTime,
     ) -> StoreResult<ContactState> {
         self.live
-            .upsert_inbound_contact(ws, wa_id, profile_name, at)
+            .upsert_contact(ws, pn, wa_id, profile_name, at)
             .await
     }
 
@@ -95,6 +98,17 @@ impl ContactStore for SwitchingStore {
     ) -> StoreResult<()> {
         self.live.set_opt_out(ws, wa_id, opted_out, at).await
     }
+
+    async fn set_bot_paused(
+        &self,
+        contact: &ContactRef,
+        conversation_id: &ConversationId,
+        paused: bool,
+    ) -> StoreResult<bool> {
+        self.live
+            .set_bot_paused(contact, conversation_id, paused)
+            .await
+    }
 }
 
 impl MessageStore for SwitchingStore {
@@ -102,14 +116,21 @@ impl MessageStore for SwitchingStore {
         &self,
         message: &NewMessage,
         conversation: &ConversationChoice,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Stored> {
         self.for_inbound(message)
             .store_inbound(message, conversation)
             .await
     }
 
-    async fn store_outbound(&self, message: &NewMessage) -> StoreResult<bool> {
-        self.live.store_outbound(message).await
+    async fn store_outbound(
+        &self,
+        message: &NewMessage,
+        conversation: &ConversationChoice,
+        hand_over: bool,
+    ) -> StoreResult<bool> {
+        self.live
+            .store_outbound(message, conversation, hand_over)
+            .await
     }
 
     async fn apply_status(&self, update: &StatusUpdate) -> StoreResult<StatusOutcome> {
@@ -128,12 +149,13 @@ impl MessageStore for SwitchingStore {
         &self,
         intent: &ReplyIntent,
         draft: &ReplyDraft,
+        covers: &[Wamid],
     ) -> StoreResult<IntentOutcome> {
-        self.live.begin_reply(intent, draft).await
+        self.live.begin_reply(intent, draft, covers).await
     }
 
-    async fn release_reply(&self, intent: &ReplyIntent) -> StoreResult<()> {
-        self.live.release_reply(intent).await
+    async fn release_reply(&self, intent: &ReplyIntent, covers: &[Wamid]) -> StoreResult<()> {
+        self.live.release_reply(intent, covers).await
     }
 
     async fn fail_reply(
@@ -145,18 +167,32 @@ impl MessageStore for SwitchingStore {
         self.live.fail_reply(intent, code, reason).await
     }
 
-    async fn flag_reply_unknown(&self, intent: &ReplyIntent, reason: &str) -> StoreResult<()> {
-        self.live.flag_reply_unknown(intent, reason).await
+    async fn flag_reply(
+        &self,
+        intent: &ReplyIntent,
+        state: UnsettledReply,
+        reason: &str,
+    ) -> StoreResult<()> {
+        self.live.flag_reply(intent, state, reason).await
     }
 
+    /// A poisoned trigger's reply is sent but cannot be recorded: the crash between the send
+    /// and the record, as the store sees it.
     async fn record_reply(
         &self,
         intent: &ReplyIntent,
         message: &NewMessage,
+        part: ReplyPart,
         answered_through: OffsetDateTime,
     ) -> StoreResult<()> {
-        self.live
-            .record_reply(intent, message, answered_through)
+        let poisoned = self
+            .poisoned
+            .lock()
+            .expect("poison set lock")
+            .contains(intent.trigger.as_str());
+        let store = if poisoned { &self.dead } else { &self.live };
+        store
+            .record_reply(intent, message, part, answered_through)
             .await
     }
 
@@ -166,5 +202,9 @@ impl MessageStore for SwitchingStore {
         update: &StatusUpdate,
     ) -> StoreResult<bool> {
         self.live.reconcile_reply(intent, update).await
+    }
+
+    async fn record_failed_event(&self, failed: &FailedEvent) -> StoreResult<()> {
+        self.live.record_failed_event(failed).await
     }
 }

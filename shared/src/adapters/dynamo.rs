@@ -4,20 +4,19 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::crm::{
-    AiConfig, ContactState, ConversationChoice, Direction, HistoryItem, Integration,
-    IntegrationStatus, IntentOutcome, MessageStatus, NewMessage, Provider, ReplyDraft, ReplyIntent,
-    StatusOutcome, StatusUpdate,
+    AiConfig, ContactRef, ContactState, ConversationChoice, Direction, FailedEvent, HistoryItem,
+    Integration, IntegrationStatus, IntentOutcome, MessageStatus, NewMessage, Provider, ReplyDraft,
+    ReplyIntent, ReplyPart, StatusOutcome, StatusUpdate, Stored, UnsettledReply,
 };
 use crate::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
 use crate::store::{ContactStore, MessageStore, StoreError, StoreResult, TenantStore};
@@ -26,6 +25,8 @@ use crate::store::{ContactStore, MessageStore, StoreError, StoreResult, TenantSt
 const INTENT_TTL: time::Duration = time::Duration::days(30);
 /// Statuses for messages not stored yet are kept a week, then DynamoDB's TTL drops them.
 const EARLY_STATUS_TTL: time::Duration = time::Duration::days(7);
+/// Events that could never be processed are kept a fortnight for inspection and replay.
+const FAILED_EVENT_TTL: time::Duration = time::Duration::days(14);
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -76,6 +77,9 @@ pub fn message_key(wamid: &Wamid) -> (String, String) {
 }
 pub fn intent_key(intent: &ReplyIntent) -> (String, String) {
     (format!("INTENT#{}", intent.key()), "INTENT".into())
+}
+pub fn failed_key(id: &str) -> (String, String) {
+    (format!("FAILED#{id}"), "FAILED".into())
 }
 fn early_key(wamid: &Wamid, status: MessageStatus) -> (String, String) {
     (
@@ -319,19 +323,37 @@ impl TenantStore for DynamoStore {
     }
 }
 
+/// The attribute of a contact item holding one field of its thread with `pn` (see
+/// [`ContactState`]): `pn#<phone_number_id>#<field>`.
+fn thread_attr(pn: &PhoneNumberId, field: &str) -> String {
+    format!("pn#{}#{field}", pn.as_str())
+}
+
+/// Expression names for a thread's attributes: `#conv`, `#started`, `#last`, `#answered`,
+/// `#paused`.
+fn thread_names(pn: &PhoneNumberId) -> [(&'static str, String); 5] {
+    [
+        ("#conv", thread_attr(pn, "conversation_id")),
+        ("#started", thread_attr(pn, "started_at")),
+        ("#last", thread_attr(pn, "last_inbound_at")),
+        ("#answered", thread_attr(pn, "answered_through")),
+        ("#paused", thread_attr(pn, "bot_paused")),
+    ]
+}
+
 impl ContactStore for DynamoStore {
-    async fn upsert_inbound_contact(
+    async fn upsert_contact(
         &self,
         ws: &WorkspaceId,
+        pn: &PhoneNumberId,
         wa_id: &WaId,
         profile_name: Option<&str>,
         at: OffsetDateTime,
     ) -> StoreResult<ContactState> {
         let mut expression = String::from(
-            "SET wa_id = :wa, phone = :phone, workspace_id = :ws, updated_at = :now, \
+            "SET wa_id = :wa, workspace_id = :ws, updated_at = :now, \
              created_at = if_not_exists(created_at, :now), opted_out = if_not_exists(opted_out, :no), \
-             bot_paused = if_not_exists(bot_paused, :no), tags = if_not_exists(tags, :tags), \
-             gsi1pk = :gpk, gsi1sk = :gsk",
+             tags = if_not_exists(tags, :tags), gsi1pk = :gpk, gsi1sk = :gsk",
         );
         let mut request = self
             .client
@@ -339,7 +361,6 @@ impl ContactStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(contact_key(ws, wa_id))))
             .expression_attribute_values(":wa", s(wa_id.as_str()))
-            .expression_attribute_values(":phone", s(format!("+{}", wa_id.as_str())))
             .expression_attribute_values(":ws", s(ws.as_str()))
             .expression_attribute_values(":now", ts(at))
             .expression_attribute_values(":no", b(false))
@@ -350,6 +371,11 @@ impl ContactStore for DynamoStore {
                 s(format!("CONTACT#{}#{}", millis(at), wa_id.as_str())),
             )
             .return_values(ReturnValue::AllNew);
+        // A customer known only by a business-scoped user id has no phone number to store.
+        if let Some(phone) = wa_id.phone().map(|p| format!("+{p}")) {
+            expression.push_str(", phone = :phone");
+            request = request.expression_attribute_values(":phone", s(phone));
+        }
         if let Some(name) = profile_name.filter(|n| !n.trim().is_empty()) {
             expression.push_str(", profile_name = :name");
             request = request.expression_attribute_values(":name", s(name));
@@ -361,18 +387,21 @@ impl ContactStore for DynamoStore {
             .map_err(unavailable)?
             .attributes
             .unwrap_or_default();
+        let thread = |field: &str| thread_attr(pn, field);
         Ok(ContactState {
             workspace_id: ws.clone(),
+            phone_number_id: pn.clone(),
             wa_id: wa_id.clone(),
             profile_name: get_s(&item, "profile_name").map(str::to_owned),
             opted_out: get_b(&item, "opted_out"),
-            conversation_id: get_s(&item, "conversation_id")
+            conversation_id: get_s(&item, &thread("conversation_id"))
                 .map(ConversationId::parse)
                 .transpose()
                 .map_err(corrupt)?,
-            last_inbound_at: get_ts(&item, "last_inbound_at"),
-            answered_through: get_ts(&item, "answered_through"),
-            bot_paused: get_b(&item, "bot_paused"),
+            started_at: get_ts(&item, &thread("started_at")),
+            last_inbound_at: get_ts(&item, &thread("last_inbound_at")),
+            answered_through: get_ts(&item, &thread("answered_through")),
+            bot_paused: get_b(&item, &thread("bot_paused")),
         })
     }
 
@@ -395,10 +424,38 @@ impl ContactStore for DynamoStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn set_bot_paused(
+        &self,
+        contact: &ContactRef,
+        conversation_id: &ConversationId,
+        paused: bool,
+    ) -> StoreResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_key(&contact.workspace_id, &contact.wa_id))))
+            .update_expression("SET #paused = :p, updated_at = :now")
+            .condition_expression("#conv = :conv")
+            .expression_attribute_names("#paused", thread_attr(&contact.phone_number_id, "bot_paused"))
+            .expression_attribute_names("#conv", thread_attr(&contact.phone_number_id, "conversation_id"))
+            .expression_attribute_values(":p", b(paused))
+            .expression_attribute_values(":conv", s(conversation_id.as_str()))
+            .expression_attribute_values(":now", ts(OffsetDateTime::now_utc()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
 }
 
 impl DynamoStore {
-    /// Applies statuses that arrived before their message.
+    /// Applies statuses that arrived before their message. Safe to repeat: statuses are
+    /// monotonic, so a retry after a failure half-way applies the rest.
     async fn apply_early_statuses(&self, wamid: &Wamid) -> StoreResult<()> {
         let output = self
             .client
@@ -416,6 +473,9 @@ impl DynamoStore {
             };
             let update = StatusUpdate {
                 wamid: wamid.clone(),
+                phone_number_id: PhoneNumberId::parse(get_s(item, "phone_number_id").unwrap_or("0"))
+                    .map_err(corrupt)?,
+                recipient: None,
                 status,
                 at: get_ts(item, "at").unwrap_or_else(OffsetDateTime::now_utc),
                 error_code: get_s(item, "error_code").and_then(|c| c.parse().ok()),
@@ -426,48 +486,64 @@ impl DynamoStore {
         }
         Ok(())
     }
-}
 
-impl MessageStore for DynamoStore {
-    async fn store_inbound(
+    /// The writes that put `message` in its conversation: the message itself (once), the
+    /// thread on the contact (guarded against a racing writer), and the conversation item.
+    fn conversation_writes(
         &self,
         message: &NewMessage,
         conversation: &ConversationChoice,
-    ) -> StoreResult<bool> {
-        let (ws, wa_id) = (&message.workspace_id, &message.wa_id);
+        hand_over: bool,
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        let (ws, wa_id, pn) = (&message.workspace_id, &message.wa_id, &message.phone_number_id);
+        let at = message.timestamp;
         let mut items = vec![put_if_absent(&self.table, message_item(message))?];
 
-        // The contact points at the conversation; the condition catches a racing writer.
-        let contact_condition = match &conversation.previous {
-            Some(_) => "attribute_exists(pk) AND conversation_id = :previous",
-            None => "attribute_exists(pk) AND attribute_not_exists(conversation_id)",
-        };
-        let mut values = vec![
-            (":conv", s(conversation.id.as_str())),
-            (":ts", ts(conversation.last_inbound_at)),
-        ];
-        if let Some(previous) = &conversation.previous {
-            values.push((":previous", s(previous.as_str())));
+        let mut sets = vec!["#conv = :conv"];
+        let mut values = vec![(":conv", s(conversation.id.as_str()))];
+        if let Some(last) = conversation.last_inbound_at {
+            sets.push("#last = :last");
+            values.push((":last", ts(last)));
         }
-        let expression = if conversation.is_new {
-            values.push((":no", b(false)));
-            "SET conversation_id = :conv, last_inbound_at = :ts, bot_paused = :no"
-        } else {
-            "SET conversation_id = :conv, last_inbound_at = :ts"
+        if conversation.is_new {
+            sets.push("#started = :started");
+            values.push((":started", ts(at)));
+        }
+        if conversation.is_new || hand_over {
+            sets.push("#paused = :paused");
+            values.push((":paused", b(hand_over)));
+        }
+        let condition = match &conversation.previous {
+            Some(previous) => {
+                values.push((":previous", s(previous.as_str())));
+                "attribute_exists(pk) AND #conv = :previous"
+            }
+            None => "attribute_exists(pk) AND attribute_not_exists(#conv)",
         };
+        let names = thread_names(pn);
+        let mut expression = format!("SET {}", sets.join(", "));
+        if conversation.is_new && conversation.last_inbound_at.is_none() {
+            // A conversation the business opened has no inbound message yet.
+            expression.push_str(" REMOVE #last");
+        }
+        let used: Vec<(&str, &str)> = names
+            .iter()
+            .filter(|(name, _)| expression.contains(name) || condition.contains(name))
+            .map(|(name, attr)| (*name, attr.as_str()))
+            .collect();
         items.push(update(
             &self.table,
             contact_key(ws, wa_id),
-            expression,
-            &[],
+            &expression,
+            &used,
             values,
-            Some(contact_condition),
+            Some(condition),
         )?);
 
         let conversation_key = conversation_key(ws, wa_id, &conversation.id);
         let gsi1sk = s(format!(
             "CONV#{:015}#{}",
-            millis(conversation.last_inbound_at),
+            millis(conversation.last_inbound_at.unwrap_or(at).max(at)),
             conversation.id.as_str()
         ));
         if conversation.is_new {
@@ -475,19 +551,17 @@ impl MessageStore for DynamoStore {
             item.extend([
                 ("conversation_id".to_owned(), s(conversation.id.as_str())),
                 ("workspace_id".to_owned(), s(ws.as_str())),
-                (
-                    "phone_number_id".to_owned(),
-                    s(message.phone_number_id.as_str()),
-                ),
+                ("phone_number_id".to_owned(), s(pn.as_str())),
                 ("wa_id".to_owned(), s(wa_id.as_str())),
                 ("status".to_owned(), s("active")),
-                ("started_at".to_owned(), ts(message.timestamp)),
-                ("last_inbound_at".to_owned(), ts(message.timestamp)),
-                ("last_message_at".to_owned(), ts(message.timestamp)),
-                ("bot_paused".to_owned(), b(false)),
+                ("started_at".to_owned(), ts(at)),
+                ("last_message_at".to_owned(), ts(at)),
                 ("gsi1pk".to_owned(), s(format!("WS#{}", ws.as_str()))),
                 ("gsi1sk".to_owned(), gsi1sk),
             ]);
+            if let Some(last) = conversation.last_inbound_at {
+                item.insert("last_inbound_at".to_owned(), ts(last));
+            }
             items.push(put_if_absent(&self.table, item)?);
             if let Some(previous) = &conversation.previous {
                 items.push(update(
@@ -495,21 +569,40 @@ impl MessageStore for DynamoStore {
                     self::conversation_key(ws, wa_id, previous),
                     "SET #status = :ended, ended_at = :ts",
                     &[("#status", "status")],
-                    vec![(":ended", s("ended")), (":ts", ts(message.timestamp))],
+                    vec![(":ended", s("ended")), (":ts", ts(at))],
                     Some("attribute_exists(pk)"),
                 )?);
             }
         } else {
+            let (expression, mut values) = match conversation.last_inbound_at {
+                Some(last) => (
+                    "SET last_inbound_at = :last, last_message_at = :ts, gsi1sk = :gsk",
+                    vec![(":last", ts(last))],
+                ),
+                None => ("SET last_message_at = :ts, gsi1sk = :gsk", vec![]),
+            };
+            values.extend([(":ts", ts(at)), (":gsk", gsi1sk)]);
             items.push(update(
                 &self.table,
                 conversation_key,
-                "SET last_inbound_at = :ts, last_message_at = :ts, gsi1sk = :gsk",
+                expression,
                 &[],
-                vec![(":ts", ts(conversation.last_inbound_at)), (":gsk", gsi1sk)],
+                values,
                 None,
             )?);
         }
+        Ok(items)
+    }
 
+    /// Runs the writes of [`Self::conversation_writes`]: `Ok(true)` when the message is new,
+    /// `Ok(false)` when it was already stored.
+    async fn store_in_conversation(
+        &self,
+        message: &NewMessage,
+        conversation: &ConversationChoice,
+        hand_over: bool,
+    ) -> StoreResult<bool> {
+        let items = self.conversation_writes(message, conversation, hand_over)?;
         match self
             .client
             .transact_write_items()
@@ -521,31 +614,51 @@ impl MessageStore for DynamoStore {
             Err(e) => match cancelled_conditions(&e) {
                 Some(reasons) if reasons.first() == Some(&true) => Ok(false),
                 Some(_) => Err(StoreError::Conflict(format!(
-                    "conversation of {} changed while storing {}",
-                    wa_id, message.wamid
+                    "the conversation of {} changed while storing {}",
+                    message.wa_id, message.wamid
                 ))),
                 None => Err(unavailable(e)),
             },
         }
     }
+}
 
-    async fn store_outbound(&self, message: &NewMessage) -> StoreResult<bool> {
-        let stored = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(message_item(message)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match stored {
-            Ok(_) => {
-                self.apply_early_statuses(&message.wamid).await?;
-                Ok(true)
-            }
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(unavailable(e)),
+impl MessageStore for DynamoStore {
+    async fn store_inbound(
+        &self,
+        message: &NewMessage,
+        conversation: &ConversationChoice,
+    ) -> StoreResult<Stored> {
+        if self
+            .store_in_conversation(message, conversation, false)
+            .await?
+        {
+            return Ok(Stored {
+                first_time: true,
+                covered: false,
+            });
         }
+        // A redelivery: whether a reply covers it is recorded on the message itself.
+        let stored = self.get(message_key(&message.wamid), true).await?;
+        Ok(Stored {
+            first_time: false,
+            covered: stored.is_some_and(|item| item.contains_key("reply_intent")),
+        })
+    }
+
+    async fn store_outbound(
+        &self,
+        message: &NewMessage,
+        conversation: &ConversationChoice,
+        hand_over: bool,
+    ) -> StoreResult<bool> {
+        let stored = self
+            .store_in_conversation(message, conversation, hand_over)
+            .await?;
+        // Also on a redelivery: the first attempt may have stored the message and then failed
+        // before its early statuses were applied.
+        self.apply_early_statuses(&message.wamid).await?;
+        Ok(stored)
     }
 
     async fn apply_status(&self, update: &StatusUpdate) -> StoreResult<StatusOutcome> {
@@ -599,6 +712,7 @@ impl MessageStore for DynamoStore {
         let mut item = key(early_key(&update.wamid, update.status));
         item.extend([
             ("status".to_owned(), s(update.status.as_str())),
+            ("phone_number_id".to_owned(), s(update.phone_number_id.as_str())),
             ("at".to_owned(), ts(update.at)),
             ("raw".to_owned(), s(&update.raw)),
             (
@@ -663,7 +777,9 @@ impl MessageStore for DynamoStore {
         &self,
         intent: &ReplyIntent,
         draft: &ReplyDraft,
+        covers: &[Wamid],
     ) -> StoreResult<IntentOutcome> {
+        let key_value = intent.key();
         let mut item = key(intent_key(intent));
         item.extend([
             ("state".to_owned(), s("sending")),
@@ -671,48 +787,88 @@ impl MessageStore for DynamoStore {
                 "draft".to_owned(),
                 s(serde_json::to_string(draft).map_err(corrupt)?),
             ),
+            (
+                "covers".to_owned(),
+                AttributeValue::L(covers.iter().map(|w| s(w.as_str())).collect()),
+            ),
+            ("parts_sent".to_owned(), n(0)),
             ("created_at".to_owned(), ts(draft.created_at)),
             ("ttl".to_owned(), ttl_at(draft.created_at + INTENT_TTL)),
         ]);
+        let mut items = vec![put_if_absent(&self.table, item)?];
+        for wamid in covers {
+            items.push(update(
+                &self.table,
+                message_key(wamid),
+                "SET reply_intent = :intent",
+                &[],
+                vec![(":intent", s(&key_value))],
+                Some("attribute_exists(pk) AND (attribute_not_exists(reply_intent) OR reply_intent = :intent)"),
+            )?);
+        }
         let result = self
             .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(IntentOutcome::Acquired),
-            Err(e) if is_conditional_failure(&e) => {
-                let state = match e.as_service_error() {
-                    Some(PutItemError::ConditionalCheckFailedException(c)) => c
-                        .item
-                        .as_ref()
-                        .and_then(|i| get_s(i, "state").map(str::to_owned)),
-                    _ => None,
-                };
-                Ok(match state.as_deref() {
-                    Some("sent") | Some("failed") => IntentOutcome::AlreadySent,
-                    _ => IntentOutcome::OutcomeUnknown,
-                })
-            }
-            Err(e) => Err(unavailable(e)),
+        let reasons = match result {
+            Ok(_) => return Ok(IntentOutcome::Acquired),
+            Err(e) => cancelled_conditions(&e).ok_or_else(|| unavailable(e))?,
+        };
+        if reasons.first() == Some(&true) {
+            let state = self
+                .get(intent_key(intent), true)
+                .await?
+                .and_then(|i| get_s(&i, "state").map(str::to_owned));
+            return Ok(match state.as_deref() {
+                Some("sent" | "failed") => IntentOutcome::AlreadySent,
+                _ => IntentOutcome::OutcomeUnknown,
+            });
         }
+        if reasons.iter().any(|failed| *failed) {
+            return Ok(IntentOutcome::Covered);
+        }
+        Err(StoreError::Conflict(format!(
+            "the reply intent {key_value} raced another writer"
+        )))
     }
 
-    async fn release_reply(&self, intent: &ReplyIntent) -> StoreResult<()> {
+    async fn release_reply(&self, intent: &ReplyIntent, covers: &[Wamid]) -> StoreResult<()> {
+        let key_value = intent.key();
+        let mut items = vec![TransactWriteItem::builder()
+            .delete(
+                Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(intent_key(intent))))
+                    .condition_expression("#state = :sending")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":sending", s("sending"))
+                    .build()
+                    .map_err(corrupt)?,
+            )
+            .build()];
+        for wamid in covers {
+            items.push(update(
+                &self.table,
+                message_key(wamid),
+                "REMOVE reply_intent",
+                &[],
+                vec![(":intent", s(&key_value))],
+                Some("reply_intent = :intent"),
+            )?);
+        }
         self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(intent_key(intent))))
-            .condition_expression("#state = :sending")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":sending", s("sending"))
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| match cancelled_conditions(&e) {
+                Some(_) => StoreError::Conflict(format!(
+                    "the reply intent {key_value} changed before it could be released"
+                )),
+                None => unavailable(e),
+            })?;
         Ok(())
     }
 
@@ -743,15 +899,20 @@ impl MessageStore for DynamoStore {
         Ok(())
     }
 
-    async fn flag_reply_unknown(&self, intent: &ReplyIntent, reason: &str) -> StoreResult<()> {
+    async fn flag_reply(
+        &self,
+        intent: &ReplyIntent,
+        state: UnsettledReply,
+        reason: &str,
+    ) -> StoreResult<()> {
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(intent_key(intent))))
-            .update_expression("SET #state = :unknown, error_title = :reason")
+            .update_expression("SET #state = :flag, error_title = :reason")
             .condition_expression("#state = :sending")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":unknown", s("unknown"))
+            .expression_attribute_values(":flag", s(state.as_str()))
             .expression_attribute_values(":sending", s("sending"))
             .expression_attribute_values(":reason", s(reason))
             .send()
@@ -760,55 +921,40 @@ impl MessageStore for DynamoStore {
         Ok(())
     }
 
-    // Unlike `store_outbound`, no early statuses are looked for: a reply's statuses share its
-    // conversation's FIFO group, so they reach the processor only after this batch is done.
     async fn record_reply(
         &self,
         intent: &ReplyIntent,
         message: &NewMessage,
+        part: ReplyPart,
         answered_through: OffsetDateTime,
     ) -> StoreResult<()> {
-        let items = vec![
-            update(
-                &self.table,
-                intent_key(intent),
-                "SET #state = :sent, wamid = :wamid",
-                &[("#state", "state")],
-                vec![(":sent", s("sent")), (":wamid", s(message.wamid.as_str()))],
-                None,
-            )?,
-            put_if_absent(&self.table, message_item(message))?,
-            update(
-                &self.table,
-                contact_key(&message.workspace_id, &message.wa_id),
-                "SET answered_through = :t, last_outbound_at = :now",
-                &[],
-                vec![
-                    (":t", ts(answered_through)),
-                    (":now", ts(message.timestamp)),
-                ],
-                None,
-            )?,
-            update(
-                &self.table,
-                conversation_key(
-                    &message.workspace_id,
-                    &message.wa_id,
-                    &message.conversation_id,
-                ),
-                "SET last_message_at = :now",
-                &[],
-                vec![(":now", ts(message.timestamp))],
-                Some("attribute_exists(pk)"),
-            )?,
-        ];
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        // `answered_through` only moves forward: the contact update carries that condition, and
+        // if it alone cancels the transaction (a later reply already moved it), the reply is
+        // recorded without moving it.
+        let mut move_answered = part.is_last();
+        loop {
+            let items = self.reply_writes(intent, message, part, answered_through, move_answered)?;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            let reasons = match result {
+                Ok(_) => return Ok(()),
+                Err(e) => cancelled_conditions(&e).ok_or_else(|| unavailable(e))?,
+            };
+            let only_answered = reasons.get(2) == Some(&true)
+                && reasons.iter().filter(|failed| **failed).count() == 1;
+            if move_answered && only_answered {
+                move_answered = false;
+                continue;
+            }
+            return Err(StoreError::Conflict(format!(
+                "the reply intent {} is not being sent any more",
+                intent.key()
+            )));
+        }
     }
 
     async fn reconcile_reply(
@@ -823,11 +969,107 @@ impl MessageStore for DynamoStore {
             return Ok(false);
         }
         let draft: ReplyDraft = serde_json::from_str(required(&item, "draft")?).map_err(corrupt)?;
-        let answered = draft.created_at;
-        let message = draft.into_message(update.wamid.clone(), MessageStatus::Sent);
-        self.record_reply(intent, &message, answered).await?;
+        // The callback data is only ours to trust when the status is about the same number and
+        // the same customer as the reply it names.
+        if draft.phone_number_id != update.phone_number_id
+            || update.recipient.as_ref() != Some(&draft.wa_id)
+        {
+            return Ok(false);
+        }
+        let message = draft.message(update.wamid.clone(), &draft.text);
+        self.record_reply(intent, &message, ReplyPart::WHOLE, draft.created_at)
+            .await?;
         self.apply_status(update).await?;
         Ok(true)
+    }
+
+    async fn record_failed_event(&self, failed: &FailedEvent) -> StoreResult<()> {
+        let mut item = key(failed_key(&failed.id));
+        item.extend([
+            ("reason".to_owned(), s(&failed.reason)),
+            ("body".to_owned(), s(&failed.body)),
+            ("at".to_owned(), ts(failed.at)),
+            ("ttl".to_owned(), ttl_at(failed.at + FAILED_EVENT_TTL)),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// The writes of one recorded reply part, in this order: intent, message, contact thread,
+    /// conversation (`record_reply` reads the cancellation reasons by position).
+    fn reply_writes(
+        &self,
+        intent: &ReplyIntent,
+        message: &NewMessage,
+        part: ReplyPart,
+        answered_through: OffsetDateTime,
+        move_answered: bool,
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        let state = if part.is_last() { "sent" } else { "sending" };
+        let pn = &message.phone_number_id;
+        let mut contact_values = vec![(":now", ts(message.timestamp))];
+        let (contact_expression, contact_condition, contact_names) = if move_answered {
+            contact_values.push((":t", ts(answered_through)));
+            (
+                "SET last_outbound_at = :now, #answered = :t",
+                Some("attribute_not_exists(#answered) OR #answered <= :t"),
+                vec![("#answered", thread_attr(pn, "answered_through"))],
+            )
+        } else {
+            ("SET last_outbound_at = :now", None, vec![])
+        };
+        let contact_names: Vec<(&str, &str)> = contact_names
+            .iter()
+            .map(|(name, attr)| (*name, attr.as_str()))
+            .collect();
+        Ok(vec![
+            update(
+                &self.table,
+                intent_key(intent),
+                "SET #state = :state, parts_sent = :part, wamid = if_not_exists(wamid, :wamid), \
+                 wamids = list_append(if_not_exists(wamids, :empty), :wamids)",
+                &[("#state", "state")],
+                vec![
+                    (":state", s(state)),
+                    (":part", n(part.index)),
+                    (":wamid", s(message.wamid.as_str())),
+                    (":wamids", AttributeValue::L(vec![s(message.wamid.as_str())])),
+                    (":empty", AttributeValue::L(vec![])),
+                    (":sending", s("sending")),
+                    (":unknown", s("unknown")),
+                ],
+                Some("#state IN (:sending, :unknown)"),
+            )?,
+            put_if_absent(&self.table, message_item(message))?,
+            update(
+                &self.table,
+                contact_key(&message.workspace_id, &message.wa_id),
+                contact_expression,
+                &contact_names,
+                contact_values,
+                contact_condition,
+            )?,
+            update(
+                &self.table,
+                conversation_key(
+                    &message.workspace_id,
+                    &message.wa_id,
+                    &message.conversation_id,
+                ),
+                "SET last_message_at = :now",
+                &[],
+                vec![(":now", ts(message.timestamp))],
+                Some("attribute_exists(pk)"),
+            )?,
+        ])
     }
 }
 
@@ -846,6 +1088,27 @@ impl DynamoStore {
             ("name".to_owned(), s(name)),
             ("created_at".to_owned(), now.clone()),
         ]);
+        let mut config = key(ai_config_key(ws));
+        config.insert(
+            "config".into(),
+            s(serde_json::to_string(ai).map_err(corrupt)?),
+        );
+        self.put_integration(integration).await?;
+        for item in [workspace, config] {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Connects a number to its workspace (seeding: the onboarding issue adds the real flow).
+    pub async fn put_integration(&self, integration: &Integration) -> StoreResult<()> {
+        let ws = &integration.workspace_id;
         let mut pn = key(integration_key(&integration.phone_number_id));
         pn.extend([
             ("workspace_id".to_owned(), s(ws.as_str())),
@@ -866,20 +1129,13 @@ impl DynamoStore {
                 )),
             ),
         ]);
-        let mut config = key(ai_config_key(ws));
-        config.insert(
-            "config".into(),
-            s(serde_json::to_string(ai).map_err(corrupt)?),
-        );
-        for item in [workspace, pn, config] {
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(unavailable)?;
-        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(pn))
+            .send()
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use llm::{LlmClient, LlmError};
 pub use offline::{OFFLINE_MODEL, offline_reply};
-pub use responder::{AiResponder, SEND_MARGIN};
+pub use responder::AiResponder;
 pub use router::route;
 
 /// xAI's OpenAI-compatible API root.

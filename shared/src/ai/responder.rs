@@ -11,9 +11,6 @@ use super::{
     route,
 };
 
-/// Time kept back before the deadline for sending the reply once it is generated.
-pub const SEND_MARGIN: Duration = Duration::from_secs(3);
-
 /// The share of the budget the first provider may use when a second one could take over, so a
 /// hung first provider still leaves the failover enough time to answer.
 const FIRST_CALL_SHARE_PERCENT: u32 = 60;
@@ -54,7 +51,7 @@ impl AiResponder {
     }
 
     /// Routes, calls, and fails over to the other provider on error or timeout. Each call's
-    /// timeout fits before `deadline` minus [`SEND_MARGIN`]; while a failover is possible the
+    /// timeout fits before `answer_by` (the caller keeps what sending needs after it); while a failover is possible the
     /// first call gets at most 60% of that budget. If the routed provider is not configured the
     /// other one answers (not counted as a failover). With no provider configured, answers with
     /// the offline responder.
@@ -141,11 +138,9 @@ fn other(provider: ProviderName) -> ProviderName {
     }
 }
 
-/// The time left for model calls: until the deadline, less what sending the reply needs.
-fn budget_before(deadline: Instant) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .saturating_sub(SEND_MARGIN)
+/// The time left for model calls.
+fn budget_before(answer_by: Instant) -> Duration {
+    answer_by.saturating_duration_since(Instant::now())
 }
 
 #[cfg(test)]
@@ -164,9 +159,9 @@ mod tests {
     const CONTACT: &str = "6591234567";
     const SEALION_MODEL: &str = "aisingapore/Gemma-SEA-LION-v4-27B-IT";
 
-    /// A deadline leaving `budget` for model calls after the send margin.
+    /// A deadline leaving `budget` for model calls.
     fn deadline_with_budget(budget: Duration) -> Instant {
-        Instant::now() + SEND_MARGIN + budget
+        Instant::now() + budget
     }
 
     fn grok_at(server: &MockServer) -> ProviderConfig {
@@ -268,8 +263,8 @@ mod tests {
         assert_eq!(completion.provider, ProviderName::Sealion);
         assert_eq!(completion.failover_from, Some(ProviderName::Grok));
         assert!(
-            Instant::now() + SEND_MARGIN <= deadline + Duration::from_millis(50),
-            "the send margin was eaten"
+            Instant::now() <= deadline + Duration::from_millis(50),
+            "the models ran past the time they were given"
         );
     }
 
