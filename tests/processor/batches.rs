@@ -11,7 +11,12 @@ use integration_tests::processor::{
 use integration_tests::switching_store::SwitchingStore;
 use integration_tests::unique_name;
 use local_stack::bridge::PumpReport;
+use integration_tests::processor::dynamo_item::s;
+use serde_json::json;
+use shared::adapters::dynamo;
 use shared::crm::AiConfig;
+use wiremock::matchers::{body_partial_json, method};
+use wiremock::{Mock, ResponseTemplate};
 use shared::processor::ProcessorSettings;
 
 const OTHER_CUSTOMER: &str = "16505559876";
@@ -139,8 +144,21 @@ async fn an_unknown_phone_number_id_is_dropped_without_an_error_loop() {
 }
 
 #[tokio::test]
-async fn a_poison_record_ends_in_the_dead_letter_queue_after_max_receive_count() {
+async fn a_record_that_keeps_failing_for_a_reason_that_may_pass_ends_in_the_dead_letter_queue_after_max_receive_count()
+ {
     let world = spawn_world(Options::default()).await;
+    // Kapso's own rate limit, every time: the reply is certainly not sent, so the record is
+    // retried rather than acknowledged.
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({ "type": "text" })))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "60")
+                .set_body_json(json!({ "error": "Rate limit exceeded" })),
+        )
+        .with_priority(1)
+        .mount(&world.whatsapp)
+        .await;
     let queue_url = world.stack.queue_url();
     let dead_letter_url = &world.stack.provisioned.queues["EventsDeadLetterQueue"].url;
     // Redeliver after one second instead of the template's three minutes.
@@ -154,16 +172,8 @@ async fn a_poison_record_ends_in_the_dead_letter_queue_after_max_receive_count()
         .await
         .unwrap();
     world
-        .stack
-        .sqs
-        .send_message()
-        .queue_url(queue_url)
-        .message_body("not an envelope")
-        .message_group_id("poison")
-        .message_deduplication_id(unique_name("poison"))
-        .send()
-        .await
-        .unwrap();
+        .deliver_meta(&meta_text("wamid.ALWAYS429", "Hello?"))
+        .await;
 
     let bridge = world.bridge();
     let mut failed = 0;
@@ -201,6 +211,54 @@ async fn a_poison_record_ends_in_the_dead_letter_queue_after_max_receive_count()
         .unwrap()
         .messages
         .unwrap_or_default();
-    let bodies: Vec<_> = dead_letters.iter().filter_map(|m| m.body()).collect();
-    assert_eq!(bodies, ["not an envelope"]);
+    assert_eq!(dead_letters.len(), 1);
+    assert!(
+        dead_letters[0]
+            .body()
+            .is_some_and(|b| b.contains("wamid.ALWAYS429"))
+    );
+    assert!(
+        world.message("wamid.ALWAYS429").await.is_some(),
+        "the message itself is stored"
+    );
+}
+
+#[tokio::test]
+async fn a_record_that_is_not_an_envelope_is_kept_as_a_failed_event_and_acknowledged_at_once() {
+    let world = spawn_world(Options::default()).await;
+    let queue_url = world.stack.queue_url();
+    let sent = world
+        .stack
+        .sqs
+        .send_message()
+        .queue_url(queue_url)
+        .message_body("not an envelope")
+        .message_group_id("poison")
+        .message_deduplication_id(unique_name("poison"))
+        .send()
+        .await
+        .unwrap();
+
+    let report = world.bridge().pump_once(0).await.unwrap();
+
+    assert_eq!(
+        report,
+        PumpReport {
+            received: 1,
+            failed: 0,
+            deleted: 1
+        }
+    );
+    assert_eq!(messages_on(&world, queue_url).await, 0);
+    let kept = world
+        .store
+        .raw_item(dynamo::failed_key(&format!(
+            "sqs:{}",
+            sent.message_id().unwrap()
+        )))
+        .await
+        .unwrap()
+        .expect("the failed record is kept");
+    assert_eq!(s(&kept, "body"), "not an envelope");
+    assert!(s(&kept, "reason").contains("not an envelope"), "{kept:?}");
 }

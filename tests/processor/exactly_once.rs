@@ -1,7 +1,7 @@
 //! The same message, however often and however it arrives, is stored once and answered once.
 
 use integration_tests::processor::dynamo_item::s;
-use integration_tests::processor::{
+use integration_tests::processor::{thread, 
     Options, envelopes_of, event, invoke, kapso_text, meta_text, now, record, spawn_world,
 };
 
@@ -49,5 +49,5 @@ async fn five_deliveries_across_batches_concurrently_and_through_both_providers_
         .contact(integration_tests::processor::CUSTOMER)
         .await
         .unwrap();
-    assert!(!s(&contact, "answered_through").is_empty());
+    assert!(!s(&contact, &thread("answered_through")).is_empty());
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use integration_tests::PHONE_NUMBER_ID;
 use integration_tests::processor::dynamo_item::{Item, n, s};
-use integration_tests::processor::{CUSTOMER, Options, World, meta_text, spawn_world};
+use integration_tests::processor::{thread, CUSTOMER, Options, World, meta_text, spawn_world};
 use local_stack::bridge::PumpReport;
 use serde_json::json;
 use shared::crm::{Direction, Provider};
@@ -45,7 +45,7 @@ const ONE_DELIVERED_AND_DELETED: PumpReport = PumpReport {
 /// The contact's current conversation.
 async fn conversation_of(world: &World) -> ConversationId {
     let contact = world.contact(CUSTOMER).await.expect("contact stored");
-    ConversationId::parse(s(&contact, "conversation_id")).expect("a conversation id")
+    ConversationId::parse(s(&contact, &thread("conversation_id"))).expect("a conversation id")
 }
 
 /// The reply intent guarding the answer to `trigger`.

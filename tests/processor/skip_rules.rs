@@ -159,7 +159,7 @@ async fn a_message_in_a_bot_paused_conversation_is_stored_but_gets_no_reply() {
         "the first message is answered"
     );
 
-    set_contact_flag(&world, "bot_paused", true).await;
+    world.set_bot_paused(true).await;
     deliver_text_at(&world, "wamid.PAUSE2", "Can a person help me?", t - 10).await;
 
     let second = world.message("wamid.PAUSE2").await.expect("message stored");
@@ -172,7 +172,7 @@ async fn a_message_in_a_bot_paused_conversation_is_stored_but_gets_no_reply() {
     assert_eq!(world.sent_texts().await.len(), 1, "no second reply");
 
     // Control: once the bot is resumed, the next message is answered.
-    set_contact_flag(&world, "bot_paused", false).await;
+    world.set_bot_paused(false).await;
     deliver_text_at(&world, "wamid.PAUSE3", "Anyone there?", t).await;
     assert_eq!(world.sent_texts().await.len(), 2);
 }

@@ -2,7 +2,7 @@
 //! reconciles it through `biz_opaque_callback_data`.
 
 use integration_tests::processor::dynamo_item::{n, s};
-use integration_tests::processor::{
+use integration_tests::processor::{thread, 
     CUSTOMER, Options, envelopes_of, event, failures, invoke, meta_status, meta_text, now, record,
     spawn_world,
 };
@@ -12,7 +12,7 @@ use wiremock::{Mock, ResponseTemplate};
 
 async fn intent_key(world: &integration_tests::processor::World, trigger: &str) -> String {
     let contact = world.contact(CUSTOMER).await.unwrap();
-    format!("{}#{trigger}", s(&contact, "conversation_id"))
+    format!("{}#{trigger}", s(&contact, &thread("conversation_id")))
 }
 
 #[tokio::test]

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use shared::adapters::dynamo::{self, DynamoStore};
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::ai::LlmClient;
-use shared::crm::{AiConfig, Integration, IntegrationStatus, Provider};
-use shared::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
+use shared::crm::{AiConfig, ContactRef, Integration, IntegrationStatus, Provider};
+use shared::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
 use shared::processor::{Processor, ProcessorSettings};
 use shared::retry::RetryPolicy;
 use shared::secrets::SecretsCache;
@@ -331,10 +331,40 @@ impl World {
             .unwrap()
     }
 
+    /// The customer's current conversation with the test number.
+    pub async fn conversation_id(&self) -> ConversationId {
+        let contact = self.contact(CUSTOMER).await.expect("contact stored");
+        ConversationId::parse(dynamo_item::s(&contact, &thread("conversation_id")))
+            .expect("a conversation id")
+    }
+
+    /// Hands the customer's current conversation to a person (or back), through the store as
+    /// the dashboard will.
+    pub async fn set_bot_paused(&self, paused: bool) {
+        let conversation = self.conversation_id().await;
+        let contact = ContactRef {
+            workspace_id: self.workspace.clone(),
+            phone_number_id: PhoneNumberId::parse(PHONE_NUMBER_ID).unwrap(),
+            wa_id: WaId::parse(CUSTOMER).unwrap(),
+        };
+        assert!(
+            self.store
+                .set_bot_paused(&contact, &conversation, paused)
+                .await
+                .unwrap(),
+            "the conversation is current"
+        );
+    }
+
     /// Changes the workspace's AI settings (the processor's cache is bypassed by a fresh world).
     pub async fn set_ai(&self, ai: &AiConfig, provider: Provider) {
         seed(&self.store, &self.workspace, provider, ai).await;
     }
+}
+
+/// The contact item's attribute for one field of its thread with the test number.
+pub fn thread(field: &str) -> String {
+    dynamo::thread_attr(&PhoneNumberId::parse(PHONE_NUMBER_ID).unwrap(), field)
 }
 
 /// Reading DynamoDB items in assertions.

@@ -325,7 +325,7 @@ impl TenantStore for DynamoStore {
 
 /// The attribute of a contact item holding one field of its thread with `pn` (see
 /// [`ContactState`]): `pn#<phone_number_id>#<field>`.
-fn thread_attr(pn: &PhoneNumberId, field: &str) -> String {
+pub fn thread_attr(pn: &PhoneNumberId, field: &str) -> String {
     format!("pn#{}#{field}", pn.as_str())
 }
 
