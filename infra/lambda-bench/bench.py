@@ -24,6 +24,7 @@ invocation makes (moto's request recorder), which gives DynamoDB calls per inbou
 import argparse
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import signal
@@ -322,6 +323,53 @@ class Moto:
                 self.process.wait(10)
 
 
+class KeepAliveProxy(ThreadingHTTPServer):
+    """Moto closes the connection after every answer, while a warm Lambda keeps its connections
+    to AWS open across invocations. This proxy keeps the functions' connections open and opens a
+    new one to moto per request, so the functions' CPU does not include a TCP connect and close
+    per AWS call that they would not make in Lambda."""
+
+    daemon_threads = True
+
+    def __init__(self, moto_endpoint):
+        super().__init__(("127.0.0.1", free_port()), KeepAliveHandler)
+        self.upstream = moto_endpoint.removeprefix("http://")
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class KeepAliveHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+    def log_message(self, *args):
+        pass
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def forward(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        upstream = http.client.HTTPConnection(self.server.upstream, timeout=120)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in self.HOP_BY_HOP}
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+        finally:
+            upstream.close()
+        head = [f"HTTP/1.1 {response.status} {response.reason}"]
+        head += [f"{k}: {v}" for k, v in response.getheaders() if k.lower() not in self.HOP_BY_HOP]
+        head.append(f"Content-Length: {len(data)}")
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = forward
+
+
 def create_table(moto, name, ai_enabled):
     """The app table (keys as template.yaml has them) with one workspace owning the bench number."""
     dynamodb = moto.client("dynamodb")
@@ -352,7 +400,7 @@ def create_queue(moto, name):
     )["QueueUrl"]
 
 
-def setup(moto, prefix, whatsapp_url):
+def setup(moto, prefix, whatsapp_url, aws_endpoint):
     """Creates the app secret; returns each subject's environment. Queues and tables are made
     per run (fresh_resources), so moto's bookkeeping is the same size in every run."""
     secret_arn = moto.client("secretsmanager").create_secret(
@@ -360,7 +408,7 @@ def setup(moto, prefix, whatsapp_url):
         SecretString=json.dumps({"meta_app_secret": APP_SECRET, "meta_access_token": "bench-token"}),
     )["ARN"]
     common = {
-        "AWS_ENDPOINT_URL": moto.endpoint,
+        "AWS_ENDPOINT_URL": aws_endpoint,
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "test",
@@ -578,6 +626,8 @@ def main():
     parser.add_argument("--subjects", default="ingest,peer,processor-off,processor-on")
     parser.add_argument("--binaries", help="folder of the function binaries (default: the cargo profile's), to compare builds")
     parser.add_argument("--compare", help="also run the webhook-ingest binary in this folder (subject ingest-alt), interleaved")
+    parser.add_argument("--direct-moto", action="store_true",
+                        help="no keep-alive proxy: every AWS call opens a connection to moto")
     parser.add_argument("--moto", help="use this moto endpoint instead of starting one")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--perf", help="record perf profiles of the Rust functions' warm invocations into this folder")
@@ -601,7 +651,12 @@ def main():
     threading.Thread(target=api.serve_forever, daemon=True).start()
     try:
         prefix = f"bench-{uuid.uuid4().hex[:8]}"
-        envs = setup(moto, prefix, f"http://127.0.0.1:{whatsapp.server_address[1]}")
+        aws_endpoint = moto.endpoint
+        if not args.direct_moto:
+            proxy = KeepAliveProxy(moto.endpoint)
+            threading.Thread(target=proxy.serve_forever, daemon=True).start()
+            aws_endpoint = proxy.endpoint
+        envs = setup(moto, prefix, f"http://127.0.0.1:{whatsapp.server_address[1]}", aws_endpoint)
         # Only the ARN goes into the processor's events: a queue of its own is not needed.
         queue_arn = f"arn:aws:sqs:{REGION}:123456789012:{prefix}-events.fifo"
 
@@ -697,6 +752,7 @@ def main():
         "machine": {"cores": os.cpu_count(), "loadavg_1m": os.getloadavg()[0]},
         "rounds": args.rounds,
         "profile": args.profile,
+        "aws_connections": "one per request (moto)" if args.direct_moto else "kept alive (proxy in front of moto)",
         "median": medians,
         "runs": results,
         "aws_requests_per_warm_invocation": requests,
@@ -717,7 +773,8 @@ def print_table(report, labels):
     medians = report["median"]
     print()
     print(f"Median of {report['rounds']} round(s), {report['profile']} builds, "
-          f"{report['machine']['cores']} cores, load {report['machine']['loadavg_1m']:.2f}")
+          f"{report['machine']['cores']} cores, load {report['machine']['loadavg_1m']:.2f}, "
+          f"AWS connections {report['aws_connections']}")
     header = f"{'':<30}{'init':>9}{'first':>9}{'p50':>9}{'p99':>9}{'CPU/inv':>10}{'CPU/rec':>10}{'RSS':>8}"
     print(header)
     print(f"{'':<30}{'ms':>9}{'ms':>9}{'ms':>9}{'ms':>9}{'ms':>10}{'ms':>10}{'MB':>8}")
