@@ -664,7 +664,9 @@ def main():
             "ingest": ([str(binaries / "webhook-ingest")], envs["ingest"]),
             "ingest-alt": ([str(Path(args.compare or ".") / "webhook-ingest")], envs["ingest"]),
             "peer": ([str(venv_python), "-m", "awslambdaric", "ingest_peer.handler"],
-                     {**envs["ingest"], "PYTHONPATH": str(HERE), "LAMBDA_TASK_ROOT": str(HERE)}),
+                     {**envs["ingest"], "PYTHONPATH": str(HERE), "LAMBDA_TASK_ROOT": str(HERE),
+                      # No __pycache__ in the source tree; Lambda's own is read-only too.
+                      "PYTHONDONTWRITEBYTECODE": "1"}),
             "processor-off": ([str(binaries / "message-processor")], envs["processor"]),
             "processor-on": ([str(binaries / "message-processor")], envs["processor"]),
         }
