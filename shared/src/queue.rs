@@ -1,8 +1,13 @@
 //! The event queue port, and the one way envelopes are put on it: in SQS-sized batches, with a
 //! bounded, jittered retry of the entries the queue refused. Nothing counts as enqueued until
-//! the queue said so.
+//! the queue said so. Batches of different conversations are sent concurrently (bounded); one
+//! conversation's batches go one after another, so its events keep their order.
 
+use std::collections::HashMap;
 use std::future::Future;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 pub use crate::retry::RetryPolicy;
 
@@ -12,6 +17,9 @@ use crate::envelope::{ENVELOPE_MAX_BYTES, ENVELOPE_TARGET_BYTES, Envelope};
 pub const MAX_BATCH_ENTRIES: usize = 10;
 /// SQS takes at most 256 KiB per batch, all entries together.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Batches in flight at once for one delivery. A large delivery (hundreds of events) then takes
+/// a few round trips instead of one per ten events, without opening a connection per batch.
+pub const MAX_CONCURRENT_BATCHES: usize = 8;
 
 /// One message ready for the FIFO queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,11 +94,24 @@ pub trait EnvelopeQueue: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<FailedEntry>, QueueError>> + Send;
 }
 
-/// Splits messages into batches SQS accepts: at most ten entries and 256 KiB each.
+/// Splits messages into batches SQS accepts: at most ten entries and 256 KiB each. Messages
+/// are first gathered by group (groups in order of first appearance, each group's messages in
+/// their order), so that batches share as few groups as possible and can go out concurrently.
 pub fn batches(messages: Vec<QueuedMessage>) -> Vec<Vec<QueuedMessage>> {
+    let mut first_seen: HashMap<String, usize> = HashMap::new();
+    let mut keyed: Vec<(usize, QueuedMessage)> = messages
+        .into_iter()
+        .map(|m| {
+            let next = first_seen.len();
+            let rank = *first_seen.entry(m.group_id.clone()).or_insert(next);
+            (rank, m)
+        })
+        .collect();
+    // Stable: a group's messages keep their order.
+    keyed.sort_by_key(|(rank, _)| *rank);
     let mut out: Vec<Vec<QueuedMessage>> = Vec::new();
     let mut bytes = 0;
-    for message in messages {
+    for (_, message) in keyed {
         let size = message.size();
         match out.last_mut() {
             Some(batch) if batch.len() < MAX_BATCH_ENTRIES && bytes + size <= MAX_BATCH_BYTES => {
@@ -106,8 +127,10 @@ pub fn batches(messages: Vec<QueuedMessage>) -> Vec<Vec<QueuedMessage>> {
     out
 }
 
-/// Puts every envelope on the queue, or says why not. Batches go in order, so one
-/// conversation's events keep their order in the normal case.
+/// Puts every envelope on the queue, or says why not. A batch is sent only once every earlier
+/// batch holding one of its groups has been accepted, so one conversation's events keep their
+/// order in the normal case; batches of other conversations go concurrently, at most
+/// [`MAX_CONCURRENT_BATCHES`] at a time. The first failure fails the whole delivery.
 pub async fn enqueue_all<Q: EnvelopeQueue>(
     queue: &Q,
     envelopes: &[Envelope],
@@ -130,10 +153,57 @@ pub async fn enqueue_all<Q: EnvelopeQueue>(
         messages.push(message);
     }
     let total = messages.len();
-    for batch in batches(messages) {
-        send_with_retry(queue, batch, retry).await?;
+    let batches = batches(messages);
+    let after = predecessors(&batches);
+    let mut done = vec![false; batches.len()];
+    let mut waiting = batches.into_iter().enumerate().peekable();
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        // Batches start in order: one whose predecessor is still in flight waits for it, and
+        // the ones behind it wait too (deliveries are small; the order is easy to reason about).
+        while in_flight.len() < MAX_CONCURRENT_BATCHES {
+            let Some((index, _)) = waiting.peek() else {
+                break;
+            };
+            if after[*index].iter().any(|&previous| !done[previous]) {
+                break;
+            }
+            let Some((index, batch)) = waiting.next() else {
+                break;
+            };
+            in_flight.push(async move { (index, send_with_retry(queue, batch, retry).await) });
+        }
+        match in_flight.next().await {
+            Some((index, result)) => {
+                result?;
+                done[index] = true;
+            }
+            None => break,
+        }
     }
     Ok(total)
+}
+
+/// For each batch, the batches that must be accepted before it is sent: for each of its
+/// groups, the latest earlier batch holding that group (which waited for the one before it).
+fn predecessors(batches: &[Vec<QueuedMessage>]) -> Vec<Vec<usize>> {
+    let mut last_of_group: HashMap<&str, usize> = HashMap::new();
+    batches
+        .iter()
+        .enumerate()
+        .map(|(index, batch)| {
+            let mut previous: Vec<usize> = batch
+                .iter()
+                .filter_map(|m| last_of_group.get(m.group_id.as_str()).copied())
+                .collect();
+            previous.sort_unstable();
+            previous.dedup();
+            for message in batch {
+                last_of_group.insert(&message.group_id, index);
+            }
+            previous
+        })
+        .collect()
 }
 
 async fn send_with_retry<Q: EnvelopeQueue>(
@@ -170,6 +240,7 @@ async fn send_with_retry<Q: EnvelopeQueue>(
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use serde_json::value::RawValue;
     use time::OffsetDateTime;
@@ -178,16 +249,29 @@ mod tests {
 
     use super::*;
     use crate::envelope::{EnvelopeParts, EventKind, Source};
-    use crate::ids::{EventId, PhoneNumberId};
+    use crate::ids::{EventId, PhoneNumberId, WaId};
 
     fn envelope(n: usize, raw_len: usize) -> Envelope {
+        envelope_from(n, raw_len, None)
+    }
+
+    /// Event `n` of the conversation with customer `customer` (its message group).
+    fn text_from(n: usize, customer: usize) -> Envelope {
+        envelope_from(
+            n,
+            10,
+            Some(WaId::parse(format!("1650555{customer:04}")).unwrap()),
+        )
+    }
+
+    fn envelope_from(n: usize, raw_len: usize, wa_id: Option<WaId>) -> Envelope {
         Envelope::new(EnvelopeParts {
             event_id: EventId::parse(format!("msg:{n}")).unwrap(),
             kind: EventKind::InboundMessage,
             event_type: "text".into(),
             source: Source::Meta,
             phone_number_id: PhoneNumberId::parse("1").unwrap(),
-            wa_id: None,
+            wa_id,
             profile_name: None,
             received_at: OffsetDateTime::UNIX_EPOCH,
             occurred_at: None,
@@ -220,6 +304,63 @@ mod tests {
                 })
                 .collect())
         }
+    }
+
+    /// Accepts every entry. A call stays "on the wire" for a number of scheduler turns that
+    /// shrinks with each call, so a batch sent too early would land before an earlier one.
+    /// Records what landed, in landing order, and the most calls in flight at once.
+    #[derive(Default)]
+    struct Wire {
+        calls: AtomicUsize,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+        landed: Mutex<Vec<(String, String)>>,
+    }
+
+    impl EnvelopeQueue for Wire {
+        async fn send_batch(
+            &self,
+            batch: &[QueuedMessage],
+        ) -> Result<Vec<FailedEntry>, QueueError> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            for _ in 0..100usize.saturating_sub(call) {
+                tokio::task::yield_now().await;
+            }
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.landed
+                .lock()
+                .unwrap()
+                .extend(batch.iter().map(|m| (m.group_id.clone(), m.body.clone())));
+            Ok(Vec::new())
+        }
+    }
+
+    impl Wire {
+        /// Each group's events (their bodies) in the order they landed.
+        fn landed_by_group(&self) -> HashMap<String, Vec<String>> {
+            let mut out: HashMap<String, Vec<String>> = HashMap::new();
+            for (group, body) in self.landed.lock().unwrap().iter() {
+                out.entry(group.clone()).or_default().push(body.clone());
+            }
+            out
+        }
+
+        fn most_in_flight(&self) -> usize {
+            self.most_in_flight.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Each group's events (their bodies) in the order of the delivery.
+    fn by_group(envelopes: &[Envelope]) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for envelope in envelopes {
+            out.entry(envelope.group_id())
+                .or_default()
+                .push(envelope.to_json());
+        }
+        out
     }
 
     fn quick() -> RetryPolicy {
@@ -290,5 +431,61 @@ mod tests {
         let err = enqueue_all(&queue, &envelopes, &quick()).await.unwrap_err();
         assert!(matches!(err, QueueError::EnvelopeTooLarge { .. }));
         assert!(queue.calls.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn batches_gather_each_conversations_events_in_their_order() {
+        let envelopes: Vec<_> = (0..20).map(|i| text_from(i, i % 2)).collect();
+        let messages: Vec<_> = envelopes
+            .iter()
+            .enumerate()
+            .map(|(i, e)| QueuedMessage::from_envelope(format!("e{i}"), e))
+            .collect();
+        let ids: Vec<Vec<String>> = batches(messages)
+            .iter()
+            .map(|b| b.iter().map(|m| m.entry_id.clone()).collect())
+            .collect();
+        let evens: Vec<_> = (0..20).step_by(2).map(|i| format!("e{i}")).collect();
+        let odds: Vec<_> = (1..20).step_by(2).map(|i| format!("e{i}")).collect();
+        assert_eq!(ids, vec![evens, odds]);
+    }
+
+    #[tokio::test]
+    async fn batches_of_different_conversations_are_in_flight_at_the_same_time() {
+        let queue = Wire::default();
+        let envelopes: Vec<_> = (0..30).map(|i| text_from(i, i)).collect();
+        assert_eq!(enqueue_all(&queue, &envelopes, &quick()).await, Ok(30));
+        assert_eq!(queue.most_in_flight(), 3);
+        assert_eq!(queue.landed.lock().unwrap().len(), 30);
+    }
+
+    #[tokio::test]
+    async fn no_more_than_the_bound_of_batches_are_in_flight_at_once() {
+        let queue = Wire::default();
+        let envelopes: Vec<_> = (0..300).map(|i| text_from(i, i)).collect();
+        assert_eq!(enqueue_all(&queue, &envelopes, &quick()).await, Ok(300));
+        assert_eq!(queue.most_in_flight(), MAX_CONCURRENT_BATCHES);
+        assert_eq!(queue.landed_by_group(), by_group(&envelopes));
+    }
+
+    #[tokio::test]
+    async fn one_conversations_batches_go_one_after_another_in_order() {
+        let queue = Wire::default();
+        let envelopes: Vec<_> = (0..35).map(|i| text_from(i, 7)).collect();
+        assert_eq!(enqueue_all(&queue, &envelopes, &quick()).await, Ok(35));
+        assert_eq!(queue.most_in_flight(), 1);
+        assert_eq!(queue.landed_by_group(), by_group(&envelopes));
+    }
+
+    #[tokio::test]
+    async fn every_conversation_keeps_its_order_while_batches_go_concurrently() {
+        let queue = Wire::default();
+        // One long conversation interleaved with many short ones: batches share groups.
+        let envelopes: Vec<_> = (0..240)
+            .map(|i| text_from(i, if i % 3 == 0 { 0 } else { 1 + i % 37 }))
+            .collect();
+        assert_eq!(enqueue_all(&queue, &envelopes, &quick()).await, Ok(240));
+        assert!(queue.most_in_flight() > 1, "some batches went together");
+        assert_eq!(queue.landed_by_group(), by_group(&envelopes));
     }
 }

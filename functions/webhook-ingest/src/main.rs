@@ -7,7 +7,9 @@ use shared::config::{Env, IngestConfig};
 use shared::ingest::Ingest;
 use shared::queue::RetryPolicy;
 
-#[tokio::main]
+// One thread: Lambda hands a process one request at a time, and a multi-threaded runtime spends
+// more CPU waking its workers (hyper's connection tasks, timers) than the request itself takes.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let config = IngestConfig::from_env(&Env::from_process())?;
