@@ -457,10 +457,8 @@ mod tests {
 
         let mut after_echo = state(Some(echo.id.as_str()), None);
         after_echo.started_at = Some(now);
-        let reply = after_echo.choose_conversation(
-            now + time::Duration::minutes(5),
-            time::Duration::hours(24),
-        );
+        let reply = after_echo
+            .choose_conversation(now + time::Duration::minutes(5), time::Duration::hours(24));
         assert!(!reply.is_new);
         assert_eq!(reply.id, echo.id);
     }
@@ -469,8 +467,8 @@ mod tests {
     fn an_echo_in_an_active_conversation_keeps_its_last_inbound_time() {
         let now = OffsetDateTime::now_utc();
         let last = now - time::Duration::minutes(5);
-        let echo =
-            state(Some("C1"), Some(last)).choose_conversation_for_echo(now, time::Duration::hours(24));
+        let echo = state(Some("C1"), Some(last))
+            .choose_conversation_for_echo(now, time::Duration::hours(24));
         assert!(!echo.is_new);
         assert_eq!(echo.last_inbound_at, Some(last));
     }

@@ -18,9 +18,9 @@ use tracing::{Instrument, instrument};
 
 use crate::ai::{AiResponder, ChatMessage, ChatRequest, LlmClient, ProviderConfig, Role};
 use crate::crm::{
-    AiConfig, ContactState, ConversationChoice, Direction, FailedEvent, Integration,
-    IntentOutcome, MessageStatus, NewMessage, Provider, ReplyDraft, ReplyIntent, ReplyPart,
-    StatusOutcome, StatusUpdate, Stored, UnsettledReply,
+    AiConfig, ContactState, ConversationChoice, Direction, FailedEvent, Integration, IntentOutcome,
+    MessageStatus, NewMessage, Provider, ReplyDraft, ReplyIntent, ReplyPart, StatusOutcome,
+    StatusUpdate, Stored, UnsettledReply,
 };
 use crate::envelope::{Envelope, EventKind, Source};
 use crate::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
@@ -29,7 +29,9 @@ use crate::secrets::{AppSecrets, SecretSource, SecretsCache, SecretsError};
 use crate::store::{ContactStore, MessageStore, StoreError, TenantStore};
 use crate::telemetry::{cause_chain, count_metric};
 use crate::webhook::meta;
-use crate::whatsapp::{Channel, MAX_TEXT_BODY, Outgoing, WhatsAppClient, WhatsAppError, split_text};
+use crate::whatsapp::{
+    Channel, MAX_TEXT_BODY, Outgoing, WhatsAppClient, WhatsAppError, split_text,
+};
 
 /// Model calls must answer this long before the Lambda deadline, leaving time to send the
 /// reply, record it and return the batch response.
@@ -417,7 +419,11 @@ where
                 Ok(stored) => break (stored, contact, choice),
                 Err(StoreError::Conflict(why)) if attempt < CONFLICT_RETRIES => {
                     attempt += 1;
-                    tracing::info!(attempt, why, "thread changed while storing; reading it again");
+                    tracing::info!(
+                        attempt,
+                        why,
+                        "thread changed while storing; reading it again"
+                    );
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -430,7 +436,17 @@ where
         // Opt-out and opt-in keywords are answered with a fixed confirmation, never by AI.
         if let Some(word) = text.as_deref().and_then(keyword) {
             let result = self
-                .opt_keyword(word, &integration, envelope, &mut contact, &choice, &wamid, stored, at, deadline)
+                .opt_keyword(
+                    word,
+                    &integration,
+                    envelope,
+                    &mut contact,
+                    &choice,
+                    &wamid,
+                    stored,
+                    at,
+                    deadline,
+                )
                 .await;
             state.burst = None;
             state.contact = Some(contact);
@@ -652,7 +668,11 @@ where
                 }
                 Err(StoreError::Conflict(why)) if attempt < CONFLICT_RETRIES => {
                     attempt += 1;
-                    tracing::info!(attempt, why, "thread changed while storing; reading it again");
+                    tracing::info!(
+                        attempt,
+                        why,
+                        "thread changed while storing; reading it again"
+                    );
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -837,11 +857,20 @@ where
                 Ok(sent) => {
                     let Some(wamid) = sent.wamid else {
                         return self
-                            .unsettled(&intent, UnsettledReply::Unknown, "the API accepted the reply without a message id")
+                            .unsettled(
+                                &intent,
+                                UnsettledReply::Unknown,
+                                "the API accepted the reply without a message id",
+                            )
                             .await;
                     };
                     self.store
-                        .record_reply(&intent, &draft.message(wamid.clone(), text), part, answered_through)
+                        .record_reply(
+                            &intent,
+                            &draft.message(wamid.clone(), text),
+                            part,
+                            answered_through,
+                        )
                         .await?;
                     tracing::info!(wamid = %wamid, part = index, of, "reply sent");
                     continue;

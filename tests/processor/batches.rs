@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use integration_tests::processor::dynamo_item::s;
 use integration_tests::processor::{
     CUSTOMER, Options, World, build_processor, envelopes_of, event, failures, invoke, meta_text,
     meta_texts, now, record, spawn_world,
@@ -11,13 +12,12 @@ use integration_tests::processor::{
 use integration_tests::switching_store::SwitchingStore;
 use integration_tests::unique_name;
 use local_stack::bridge::PumpReport;
-use integration_tests::processor::dynamo_item::s;
 use serde_json::json;
 use shared::adapters::dynamo;
 use shared::crm::AiConfig;
+use shared::processor::ProcessorSettings;
 use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, ResponseTemplate};
-use shared::processor::ProcessorSettings;
 
 const OTHER_CUSTOMER: &str = "16505559876";
 

@@ -1,8 +1,8 @@
 //! The same message, however often and however it arrives, is stored once and answered once.
 
 use integration_tests::processor::dynamo_item::s;
-use integration_tests::processor::{thread, 
-    Options, envelopes_of, event, invoke, kapso_text, meta_text, now, record, spawn_world,
+use integration_tests::processor::{
+    Options, envelopes_of, event, invoke, kapso_text, meta_text, now, record, spawn_world, thread,
 };
 
 #[tokio::test]

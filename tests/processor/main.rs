@@ -3,6 +3,7 @@
 
 mod batches;
 mod cost;
+mod coverage;
 mod exactly_once;
 mod load;
 mod optout;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use integration_tests::PHONE_NUMBER_ID;
 use integration_tests::processor::dynamo_item::{Item, n, s};
-use integration_tests::processor::{thread, CUSTOMER, Options, World, meta_text, spawn_world};
+use integration_tests::processor::{CUSTOMER, Options, World, meta_text, spawn_world, thread};
 use local_stack::bridge::PumpReport;
 use serde_json::json;
 use shared::crm::{Direction, Provider};

@@ -1,7 +1,7 @@
 //! Inbound messages are stored with their contact and conversation.
 
 use integration_tests::processor::dynamo_item::{n, s};
-use integration_tests::processor::{thread, CUSTOMER, Options, meta_text, spawn_world};
+use integration_tests::processor::{CUSTOMER, Options, meta_text, spawn_world, thread};
 use integration_tests::{ApiRequest, fixture_json, meta_signature};
 
 #[tokio::test]
@@ -107,7 +107,10 @@ async fn a_message_after_the_inactivity_period_starts_a_new_conversation() {
     let new = world.message("wamid.NEWCONV").await.unwrap();
     assert_ne!(s(&old, "conversation_id"), s(&new, "conversation_id"));
     let contact = world.contact(CUSTOMER).await.unwrap();
-    assert_eq!(s(&contact, &thread("conversation_id")), s(&new, "conversation_id"));
+    assert_eq!(
+        s(&contact, &thread("conversation_id")),
+        s(&new, "conversation_id")
+    );
 }
 
 #[tokio::test]
@@ -122,7 +125,11 @@ async fn a_late_older_message_does_not_move_the_last_inbound_time_back() {
         integration_tests::processor::meta_texts(&[("wamid.OLDER", CUSTOMER, "older", now - 120)]);
     world.deliver_meta(&newer).await;
     world.pump().await;
-    let before = s(&world.contact(CUSTOMER).await.unwrap(), &thread("last_inbound_at")).to_owned();
+    let before = s(
+        &world.contact(CUSTOMER).await.unwrap(),
+        &thread("last_inbound_at"),
+    )
+    .to_owned();
     world.deliver_meta(&older).await;
     world.pump().await;
     assert!(

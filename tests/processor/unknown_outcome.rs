@@ -2,9 +2,9 @@
 //! reconciles it through `biz_opaque_callback_data`.
 
 use integration_tests::processor::dynamo_item::{n, s};
-use integration_tests::processor::{thread, 
+use integration_tests::processor::{
     CUSTOMER, Options, envelopes_of, event, failures, invoke, meta_status, meta_text, now, record,
-    spawn_world,
+    spawn_world, thread,
 };
 use serde_json::json;
 use wiremock::matchers::{body_partial_json, method};

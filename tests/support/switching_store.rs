@@ -23,6 +23,7 @@ pub struct SwitchingStore {
     live: DynamoStore,
     dead: DynamoStore,
     poisoned: Arc<Mutex<HashSet<String>>>,
+    inbound_cured: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SwitchingStore {
@@ -34,6 +35,7 @@ impl SwitchingStore {
             live,
             dead,
             poisoned: Arc::default(),
+            inbound_cured: Arc::default(),
         }
     }
 
@@ -46,9 +48,18 @@ impl SwitchingStore {
             .insert(wamid.to_owned());
     }
 
+    /// Poisoned messages store normally again, but replies they triggered still cannot be
+    /// recorded.
+    pub fn cure_inbound_only(&self) {
+        self.inbound_cured
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Every message stores normally again.
     pub fn cure_all(&self) {
         self.poisoned.lock().expect("poison set lock").clear();
+        self.inbound_cured
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn for_inbound(&self, message: &NewMessage) -> &DynamoStore {
@@ -56,7 +67,8 @@ impl SwitchingStore {
             .poisoned
             .lock()
             .expect("poison set lock")
-            .contains(message.wamid.as_str());
+            .contains(message.wamid.as_str())
+            && !self.inbound_cured.load(std::sync::atomic::Ordering::SeqCst);
         if poisoned { &self.dead } else { &self.live }
     }
 }

@@ -232,6 +232,14 @@ async fn demo() -> anyhow::Result<()> {
         .raw_item(dynamo::contact_key(&workspace, &customer))
         .await?
         .context("contact not stored")?;
+    // The contact keeps its conversation state per business number (its "thread").
+    let pn = PhoneNumberId::parse(PHONE_NUMBER_ID)?;
+    let thread = |field: &str| dynamo::thread_attr(&pn, field);
+    let (conversation_attr, last_inbound_attr, answered_attr) = (
+        thread("conversation_id"),
+        thread("last_inbound_at"),
+        thread("answered_through"),
+    );
     show_item(
         "contact",
         &contact,
@@ -239,12 +247,12 @@ async fn demo() -> anyhow::Result<()> {
             "wa_id",
             "profile_name",
             "opted_out",
-            "conversation_id",
-            "last_inbound_at",
-            "answered_through",
+            &conversation_attr,
+            &last_inbound_attr,
+            &answered_attr,
         ],
     );
-    let conversation_id = shared::ids::ConversationId::parse(attr(&contact, "conversation_id"))?;
+    let conversation_id = shared::ids::ConversationId::parse(attr(&contact, &conversation_attr))?;
     let conversation = stack
         .store
         .raw_item(dynamo::conversation_key(
@@ -262,7 +270,7 @@ async fn demo() -> anyhow::Result<()> {
             "status",
             "started_at",
             "last_inbound_at",
-            "bot_paused",
+            "last_message_at",
         ],
     );
     let inbound = stack

@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -435,11 +435,20 @@ impl ContactStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(contact_key(&contact.workspace_id, &contact.wa_id))))
+            .set_key(Some(key(contact_key(
+                &contact.workspace_id,
+                &contact.wa_id,
+            ))))
             .update_expression("SET #paused = :p, updated_at = :now")
             .condition_expression("#conv = :conv")
-            .expression_attribute_names("#paused", thread_attr(&contact.phone_number_id, "bot_paused"))
-            .expression_attribute_names("#conv", thread_attr(&contact.phone_number_id, "conversation_id"))
+            .expression_attribute_names(
+                "#paused",
+                thread_attr(&contact.phone_number_id, "bot_paused"),
+            )
+            .expression_attribute_names(
+                "#conv",
+                thread_attr(&contact.phone_number_id, "conversation_id"),
+            )
             .expression_attribute_values(":p", b(paused))
             .expression_attribute_values(":conv", s(conversation_id.as_str()))
             .expression_attribute_values(":now", ts(OffsetDateTime::now_utc()))
@@ -473,8 +482,10 @@ impl DynamoStore {
             };
             let update = StatusUpdate {
                 wamid: wamid.clone(),
-                phone_number_id: PhoneNumberId::parse(get_s(item, "phone_number_id").unwrap_or("0"))
-                    .map_err(corrupt)?,
+                phone_number_id: PhoneNumberId::parse(
+                    get_s(item, "phone_number_id").unwrap_or("0"),
+                )
+                .map_err(corrupt)?,
                 recipient: None,
                 status,
                 at: get_ts(item, "at").unwrap_or_else(OffsetDateTime::now_utc),
@@ -495,7 +506,11 @@ impl DynamoStore {
         conversation: &ConversationChoice,
         hand_over: bool,
     ) -> StoreResult<Vec<TransactWriteItem>> {
-        let (ws, wa_id, pn) = (&message.workspace_id, &message.wa_id, &message.phone_number_id);
+        let (ws, wa_id, pn) = (
+            &message.workspace_id,
+            &message.wa_id,
+            &message.phone_number_id,
+        );
         let at = message.timestamp;
         let mut items = vec![put_if_absent(&self.table, message_item(message))?];
 
@@ -712,7 +727,10 @@ impl MessageStore for DynamoStore {
         let mut item = key(early_key(&update.wamid, update.status));
         item.extend([
             ("status".to_owned(), s(update.status.as_str())),
-            ("phone_number_id".to_owned(), s(update.phone_number_id.as_str())),
+            (
+                "phone_number_id".to_owned(),
+                s(update.phone_number_id.as_str()),
+            ),
             ("at".to_owned(), ts(update.at)),
             ("raw".to_owned(), s(&update.raw)),
             (
@@ -836,18 +854,20 @@ impl MessageStore for DynamoStore {
 
     async fn release_reply(&self, intent: &ReplyIntent, covers: &[Wamid]) -> StoreResult<()> {
         let key_value = intent.key();
-        let mut items = vec![TransactWriteItem::builder()
-            .delete(
-                Delete::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(intent_key(intent))))
-                    .condition_expression("#state = :sending")
-                    .expression_attribute_names("#state", "state")
-                    .expression_attribute_values(":sending", s("sending"))
-                    .build()
-                    .map_err(corrupt)?,
-            )
-            .build()];
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(intent_key(intent))))
+                        .condition_expression("#state = :sending")
+                        .expression_attribute_names("#state", "state")
+                        .expression_attribute_values(":sending", s("sending"))
+                        .build()
+                        .map_err(corrupt)?,
+                )
+                .build(),
+        ];
         for wamid in covers {
             items.push(update(
                 &self.table,
@@ -933,7 +953,8 @@ impl MessageStore for DynamoStore {
         // recorded without moving it.
         let mut move_answered = part.is_last();
         loop {
-            let items = self.reply_writes(intent, message, part, answered_through, move_answered)?;
+            let items =
+                self.reply_writes(intent, message, part, answered_through, move_answered)?;
             let result = self
                 .client
                 .transact_write_items()
@@ -1041,7 +1062,10 @@ impl DynamoStore {
                     (":state", s(state)),
                     (":part", n(part.index)),
                     (":wamid", s(message.wamid.as_str())),
-                    (":wamids", AttributeValue::L(vec![s(message.wamid.as_str())])),
+                    (
+                        ":wamids",
+                        AttributeValue::L(vec![s(message.wamid.as_str())]),
+                    ),
                     (":empty", AttributeValue::L(vec![])),
                     (":sending", s("sending")),
                     (":unknown", s("unknown")),
