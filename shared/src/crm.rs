@@ -158,8 +158,11 @@ pub struct ContactRef {
 }
 
 /// What storing an incoming message found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
+    /// The conversation the message is stored in: on a redelivery, the one its first writer
+    /// chose (a racing writer may have chosen differently from this one).
+    pub conversation_id: ConversationId,
     /// This is the first time the message was seen.
     pub first_time: bool,
     /// A reply (sent, or begun and not released) already covers the message.

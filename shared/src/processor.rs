@@ -432,6 +432,8 @@ where
             tracing::info!(wamid = %wamid, covered = stored.covered, "message already stored (redelivery)");
         }
         follow(&mut contact, &choice);
+        // A racing writer may have stored the message first, in the conversation it chose.
+        contact.conversation_id = Some(stored.conversation_id.clone());
 
         // Opt-out and opt-in keywords are answered with a fixed confirmation, never by AI.
         if let Some(word) = text.as_deref().and_then(keyword) {
@@ -441,9 +443,8 @@ where
                     &integration,
                     envelope,
                     &mut contact,
-                    &choice,
                     &wamid,
-                    stored,
+                    &stored,
                     at,
                     deadline,
                 )
@@ -454,7 +455,7 @@ where
         }
 
         let skip = self
-            .skip_reason(&contact, &ws, &message.kind, at, origin.as_deref(), stored)
+            .skip_reason(&contact, &ws, &message.kind, at, origin.as_deref(), &stored)
             .await;
         state.contact = Some(contact);
         match skip? {
@@ -489,9 +490,8 @@ where
         integration: &Integration,
         envelope: &Envelope,
         contact: &mut ContactState,
-        choice: &ConversationChoice,
         wamid: &Wamid,
-        stored: Stored,
+        stored: &Stored,
         at: OffsetDateTime,
         deadline: Instant,
     ) -> Result<(), ProcessError> {
@@ -529,14 +529,14 @@ where
             workspace_id: integration.workspace_id.clone(),
             phone_number_id: envelope.phone_number_id.clone(),
             wa_id: contact.wa_id.clone(),
-            conversation_id: choice.id.clone(),
+            conversation_id: stored.conversation_id.clone(),
             text: confirmation.clone(),
             ai: None,
             source: envelope.source,
             created_at: OffsetDateTime::now_utc(),
         };
         let intent = ReplyIntent {
-            conversation_id: choice.id.clone(),
+            conversation_id: stored.conversation_id.clone(),
             trigger: wamid.clone(),
         };
         self.send_reply(
@@ -568,7 +568,7 @@ where
         kind: &str,
         at: OffsetDateTime,
         origin: Option<&str>,
-        stored: Stored,
+        stored: &Stored,
     ) -> Result<Option<&'static str>, ProcessError> {
         if !answerable(kind) {
             return Ok(Some("this kind of message is stored, not answered"));

@@ -649,15 +649,21 @@ impl MessageStore for DynamoStore {
             .await?
         {
             return Ok(Stored {
+                conversation_id: conversation.id.clone(),
                 first_time: true,
                 covered: false,
             });
         }
         // A redelivery: whether a reply covers it is recorded on the message itself.
-        let stored = self.get(message_key(&message.wamid), true).await?;
+        let stored = self
+            .get(message_key(&message.wamid), true)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(format!("{} vanished", message.wamid)))?;
         Ok(Stored {
+            conversation_id: ConversationId::parse(required(&stored, "conversation_id")?)
+                .map_err(corrupt)?,
             first_time: false,
-            covered: stored.is_some_and(|item| item.contains_key("reply_intent")),
+            covered: stored.contains_key("reply_intent"),
         })
     }
 
