@@ -933,8 +933,9 @@ where
 /// Keeps the in-memory contact in step with the message just stored in `choice`.
 fn follow(contact: &mut ContactState, choice: &ConversationChoice) {
     if choice.is_new {
+        // As the store wrote the thread: an inbound message opens its conversation.
         contact.bot_paused = false;
-        contact.started_at = None;
+        contact.started_at = choice.last_inbound_at;
         contact.answered_through = None;
     }
     contact.conversation_id = Some(choice.id.clone());

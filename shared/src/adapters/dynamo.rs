@@ -482,10 +482,8 @@ impl DynamoStore {
             };
             let update = StatusUpdate {
                 wamid: wamid.clone(),
-                phone_number_id: PhoneNumberId::parse(
-                    get_s(item, "phone_number_id").unwrap_or("0"),
-                )
-                .map_err(corrupt)?,
+                phone_number_id: PhoneNumberId::parse(required(item, "phone_number_id")?)
+                    .map_err(corrupt)?,
                 recipient: None,
                 status,
                 at: get_ts(item, "at").unwrap_or_else(OffsetDateTime::now_utc),
@@ -750,13 +748,7 @@ impl MessageStore for DynamoStore {
         if let Some(title) = &update.error_title {
             item.insert("error_title".into(), s(title));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(unavailable)?;
+        self.put(item).await?;
         Ok(StatusOutcome::Early)
     }
 
@@ -1018,13 +1010,7 @@ impl MessageStore for DynamoStore {
             ("at".to_owned(), ts(failed.at)),
             ("ttl".to_owned(), ttl_at(failed.at + FAILED_EVENT_TTL)),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(unavailable)?;
+        self.put(item).await?;
         Ok(())
     }
 }
@@ -1159,10 +1145,16 @@ impl DynamoStore {
                 )),
             ),
         ]);
+        self.put(pn).await?;
+        Ok(())
+    }
+
+    /// Writes one item unconditionally.
+    async fn put(&self, item: Item) -> StoreResult<()> {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(pn))
+            .set_item(Some(item))
             .send()
             .await
             .map_err(unavailable)?;
