@@ -7,9 +7,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use secrecy::SecretString;
 use serde_json::json;
 use shared::envelope::Source;
-use shared::queue::QueuedMessage;
-use shared::signature::{PresentedSignature, sign_hex};
-use shared::webhook::{DeliveryContext, Normalised, normalise};
+use shared::ingest::queue::QueuedMessage;
+use shared::ingest::signature::{PresentedSignature, sign_hex};
+use shared::ingest::webhook::{DeliveryContext, Normalised, normalise};
 
 const SECRET: &str = "bench-app-secret";
 

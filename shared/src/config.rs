@@ -114,13 +114,13 @@ pub struct ProcessorConfig {
     pub common: CommonConfig,
     /// The app table (`TABLE_NAME`).
     pub table_name: String,
-    pub settings: crate::processor::ProcessorSettings,
+    pub settings: crate::conversations::processor::ProcessorSettings,
     pub whatsapp: crate::whatsapp::WhatsAppConfig,
 }
 
 impl ProcessorConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let defaults = crate::processor::ProcessorSettings::default();
+        let defaults = crate::conversations::processor::ProcessorSettings::default();
         let seconds = |name, default: Duration| -> Result<Duration, ConfigError> {
             Ok(Duration::from_secs(env.parsed(name, default.as_secs())?))
         };
@@ -128,7 +128,7 @@ impl ProcessorConfig {
             .optional("SEALION_URL")
             .or_else(|| env.optional("OLLAMA_BASE_URL"))
             .map(str::to_owned);
-        let settings = crate::processor::ProcessorSettings {
+        let settings = crate::conversations::processor::ProcessorSettings {
             max_message_age: seconds("MAX_MESSAGE_AGE_SECONDS", defaults.max_message_age)?,
             conversation_inactivity: Duration::from_secs(
                 60 * env.parsed(

@@ -1,22 +1,23 @@
 //! The shared crate: the domain of the WhatsApp backend, its ports, and the adapters behind them.
 //!
-//! Domain modules (`ids`, `envelope`, `webhook`, `signature`, `ingest`) never import an SDK crate;
-//! SDK code lives under `adapters`.
+//! One folder per capability, each with its use case, its ports and its domain types:
+//! - `ingest`: verify a webhook delivery, split it into envelopes, enqueue them;
+//! - `conversations`: the message processor, storing contacts, conversations, messages and
+//!   statuses exactly once and answering with the AI.
+//!
+//! The cross-cutting pieces sit beside them: `ids`, `envelope` (the unit that travels from
+//! ingest to the processor), `whatsapp` (the one WhatsApp client), `ai`, `secrets`, `config`,
+//! `telemetry` and `retry`. Domain modules never import an SDK crate; SDK code lives under
+//! `adapters`.
 
 pub mod adapters;
 pub mod ai;
 pub mod config;
-pub mod crm;
+pub mod conversations;
 pub mod envelope;
 pub mod ids;
 pub mod ingest;
-pub mod optout;
-pub mod processor;
-pub mod queue;
 pub mod retry;
 pub mod secrets;
-pub mod signature;
-pub mod store;
 pub mod telemetry;
-pub mod webhook;
 pub mod whatsapp;

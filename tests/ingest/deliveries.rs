@@ -3,7 +3,7 @@
 use integration_tests::{
     ApiRequest, KAPSO_SECRET, fixture, fixture_json, kapso_signature, meta_signature, spawn_stack,
 };
-use shared::signature::sign_hex;
+use shared::ingest::signature::sign_hex;
 
 #[tokio::test]
 async fn the_same_delivery_posted_twice_is_enqueued_once() {

@@ -5,7 +5,7 @@ use integration_tests::{ApiRequest, meta_signature, spawn_stack};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use shared::envelope::Source;
-use shared::webhook::{DeliveryContext, normalise};
+use shared::ingest::webhook::{DeliveryContext, normalise};
 
 fn context(source: Source) -> DeliveryContext<'static> {
     DeliveryContext {

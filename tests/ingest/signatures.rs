@@ -5,7 +5,7 @@ use integration_tests::{
     spawn_stack_with,
 };
 use serde_json::json;
-use shared::signature::sign_hex;
+use shared::ingest::signature::sign_hex;
 
 #[tokio::test]
 async fn a_meta_delivery_signed_with_the_app_secret_is_accepted() {

@@ -14,8 +14,8 @@ use integration_tests::unique_name;
 use local_stack::bridge::PumpReport;
 use serde_json::json;
 use shared::adapters::dynamo;
-use shared::crm::AiConfig;
-use shared::processor::ProcessorSettings;
+use shared::conversations::model::AiConfig;
+use shared::conversations::processor::ProcessorSettings;
 use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, ResponseTemplate};
 

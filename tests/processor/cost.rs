@@ -10,7 +10,7 @@ use integration_tests::processor::{
     invoke, meta_text, meta_texts, now, record, spawn_world,
 };
 use shared::adapters::dynamo::DynamoStore;
-use shared::crm::AiConfig;
+use shared::conversations::model::AiConfig;
 
 use self::counting_proxy::{CountingProxy, Counts};
 

@@ -8,7 +8,7 @@ use integration_tests::processor::{
 };
 use integration_tests::switching_store::SwitchingStore;
 use serde_json::json;
-use shared::processor::ProcessorSettings;
+use shared::conversations::processor::ProcessorSettings;
 use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, ResponseTemplate};
 

@@ -162,7 +162,9 @@ async fn grok_failing_with_a_server_error_fails_over_to_sealion() {
     // Weight 100: every contact is routed to Grok first.
     let mut ai = Options::default().ai;
     ai.grok_weight = 100;
-    world.set_ai(&ai, shared::crm::Provider::Meta).await;
+    world
+        .set_ai(&ai, shared::conversations::model::Provider::Meta)
+        .await;
     Mock::given(method("POST"))
         .and(path("/chat/completions"))
         .respond_with(ResponseTemplate::new(500))
@@ -203,7 +205,9 @@ async fn grok_timing_out_fails_over_to_sealion() {
     .await;
     let mut ai = Options::default().ai;
     ai.grok_weight = 100;
-    world.set_ai(&ai, shared::crm::Provider::Meta).await;
+    world
+        .set_ai(&ai, shared::conversations::model::Provider::Meta)
+        .await;
     Mock::given(method("POST"))
         .and(path("/chat/completions"))
         .respond_with(

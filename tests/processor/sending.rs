@@ -9,9 +9,9 @@ use integration_tests::processor::dynamo_item::{Item, n, s};
 use integration_tests::processor::{CUSTOMER, Options, World, meta_text, spawn_world, thread};
 use local_stack::bridge::PumpReport;
 use serde_json::json;
-use shared::crm::{Direction, Provider};
+use shared::conversations::model::{Direction, Provider};
+use shared::conversations::store::MessageStore;
 use shared::ids::ConversationId;
-use shared::store::MessageStore;
 use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, ResponseTemplate};
 

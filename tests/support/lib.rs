@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::adapters::sqs::SqsQueue;
 use shared::ingest::Ingest;
-use shared::queue::RetryPolicy;
+use shared::ingest::queue::RetryPolicy;
 use shared::secrets::SecretsCache;
 
 pub const META_SECRET: &str = "test_meta_app_secret";
@@ -216,14 +216,17 @@ pub fn kapso_headers(file: &str) -> Vec<(String, String)> {
 pub fn meta_signature(body: &[u8]) -> (String, String) {
     (
         "X-Hub-Signature-256".into(),
-        format!("sha256={}", shared::signature::sign_hex(META_SECRET, body)),
+        format!(
+            "sha256={}",
+            shared::ingest::signature::sign_hex(META_SECRET, body)
+        ),
     )
 }
 
 pub fn kapso_signature(body: &[u8]) -> (String, String) {
     (
         "X-Webhook-Signature".into(),
-        shared::signature::sign_hex(KAPSO_SECRET, body),
+        shared::ingest::signature::sign_hex(KAPSO_SECRET, body),
     )
 }
 

@@ -11,12 +11,14 @@ use serde_json::{Value, json};
 use shared::adapters::dynamo::{self, DynamoStore};
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::ai::LlmClient;
-use shared::crm::{AiConfig, ContactRef, Integration, IntegrationStatus, Provider};
+use shared::conversations::model::{
+    AiConfig, ContactRef, Integration, IntegrationStatus, Provider,
+};
+use shared::conversations::processor::{Processor, ProcessorSettings};
+use shared::conversations::store::{ContactStore, ProcessorStore};
 use shared::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
-use shared::processor::{Processor, ProcessorSettings};
 use shared::retry::RetryPolicy;
 use shared::secrets::SecretsCache;
-use shared::store::{ContactStore, MessageStore, TenantStore};
 use shared::whatsapp::{WhatsAppClient, WhatsAppConfig};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -151,7 +153,7 @@ pub async fn seed(store: &DynamoStore, workspace: &WorkspaceId, provider: Provid
 }
 
 /// The processor as `main` builds it, over any store, with outside services at the given fakes.
-pub fn build_processor<S: TenantStore + ContactStore + MessageStore>(
+pub fn build_processor<S: ProcessorStore>(
     stack: &TestStack,
     store: S,
     whatsapp_url: &str,
@@ -191,7 +193,7 @@ impl Invoke for InProcess {
 }
 
 /// Calls the function's handler with a 30-second deadline.
-pub async fn invoke<S: TenantStore + ContactStore + MessageStore>(
+pub async fn invoke<S: ProcessorStore>(
     processor: &Arc<Processor<S, SecretsManagerSource>>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
@@ -235,9 +237,9 @@ pub fn event(records: Vec<SqsMessage>) -> SqsEvent {
 /// The envelopes ingest would make of a Meta payload.
 pub fn envelopes_of(payload: &Value) -> Vec<shared::envelope::Envelope> {
     let body = serde_json::to_vec(payload).unwrap();
-    shared::webhook::normalise(
+    shared::ingest::webhook::normalise(
         &body,
-        &shared::webhook::DeliveryContext {
+        &shared::ingest::webhook::DeliveryContext {
             source: shared::envelope::Source::Meta,
             event_header: None,
             idempotency_key: None,

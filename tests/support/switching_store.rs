@@ -6,13 +6,15 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use shared::adapters::dynamo::DynamoStore;
-use shared::crm::{
+use shared::conversations::model::{
     AiConfig, ContactRef, ContactState, ConversationChoice, FailedEvent, HistoryItem, Integration,
     IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, StatusOutcome, StatusUpdate,
     Stored, UnsettledReply,
 };
+use shared::conversations::store::{
+    ContactStore, MessageStore, ReplyStore, StoreResult, TenantStore,
+};
 use shared::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
-use shared::store::{ContactStore, MessageStore, StoreResult, TenantStore};
 use time::OffsetDateTime;
 
 /// Nothing listens here: every request fails to connect.
@@ -157,6 +159,12 @@ impl MessageStore for SwitchingStore {
         self.live.history(conversation_id, limit).await
     }
 
+    async fn record_failed_event(&self, failed: &FailedEvent) -> StoreResult<()> {
+        self.live.record_failed_event(failed).await
+    }
+}
+
+impl ReplyStore for SwitchingStore {
     async fn begin_reply(
         &self,
         intent: &ReplyIntent,
@@ -214,9 +222,5 @@ impl MessageStore for SwitchingStore {
         update: &StatusUpdate,
     ) -> StoreResult<bool> {
         self.live.reconcile_reply(intent, update).await
-    }
-
-    async fn record_failed_event(&self, failed: &FailedEvent) -> StoreResult<()> {
-        self.live.record_failed_event(failed).await
     }
 }

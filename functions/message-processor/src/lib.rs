@@ -6,9 +6,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use shared::processor::{Processor, QueueRecord};
+use shared::conversations::processor::{Processor, QueueRecord};
+use shared::conversations::store::ProcessorStore;
 use shared::secrets::SecretSource;
-use shared::store::{ContactStore, MessageStore, TenantStore};
 
 /// Handles one SQS event. It never fails as a whole: failures are per record.
 pub async fn handle<S, X>(
@@ -16,7 +16,7 @@ pub async fn handle<S, X>(
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error>
 where
-    S: TenantStore + ContactStore + MessageStore,
+    S: ProcessorStore,
     X: SecretSource,
 {
     let deadline = deadline_of(event.context.deadline);

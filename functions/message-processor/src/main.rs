@@ -6,7 +6,7 @@ use lambda_runtime::service_fn;
 use shared::adapters::{aws_config, dynamo::DynamoStore, secrets_cache};
 use shared::ai::LlmClient;
 use shared::config::{Env, ProcessorConfig};
-use shared::processor::Processor;
+use shared::conversations::processor::Processor;
 use shared::retry::RetryPolicy;
 use shared::whatsapp::WhatsAppClient;
 

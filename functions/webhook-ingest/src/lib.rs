@@ -11,12 +11,12 @@ use axum::{
     routing::get,
 };
 use serde_json::json;
+use shared::ingest::queue::EnvelopeQueue;
+use shared::ingest::signature::SignatureError;
+use shared::ingest::webhook::PayloadError;
 use shared::ingest::{Delivery, Handshake, HandshakeError, Ingest, IngestError};
-use shared::queue::EnvelopeQueue;
 use shared::secrets::SecretSource;
-use shared::signature::SignatureError;
 use shared::telemetry::cause_chain;
-use shared::webhook::PayloadError;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
@@ -129,7 +129,7 @@ fn status_of(e: &IngestError) -> (StatusCode, &'static str, String) {
             "unrecognised_payload",
             p.to_string(),
         ),
-        IngestError::Queue(shared::queue::QueueError::EnvelopeTooLarge { .. }) => (
+        IngestError::Queue(shared::ingest::queue::QueueError::EnvelopeTooLarge { .. }) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             "event_too_large",
             e.to_string(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use shared::adapters::{aws_config, secrets_cache, sqs::SqsQueue};
 use shared::config::{Env, IngestConfig};
 use shared::ingest::Ingest;
-use shared::queue::RetryPolicy;
+use shared::ingest::queue::RetryPolicy;
 
 // One thread: Lambda hands a process one request at a time, and a multi-threaded runtime spends
 // more CPU waking its workers (hyper's connection tasks, timers) than the request itself takes.

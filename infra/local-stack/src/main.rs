@@ -12,9 +12,9 @@ use local_stack::watch::LambdaWatch;
 use local_stack::{MotoServer, Template, aws_config_for, aws_env, free_port, paths};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::{self, DynamoStore};
-use shared::crm::{AiConfig, Integration, IntegrationStatus, Provider};
+use shared::conversations::model::{AiConfig, Integration, IntegrationStatus, Provider};
 use shared::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
-use shared::signature::sign_hex;
+use shared::ingest::signature::sign_hex;
 
 /// Local-only secrets. They protect nothing: the stack listens on loopback only.
 const META_APP_SECRET: &str = "local-meta-app-secret";

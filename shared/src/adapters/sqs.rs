@@ -4,7 +4,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
-use crate::queue::{EnvelopeQueue, FailedEntry, QueueError, QueuedMessage};
+use crate::ingest::queue::{EnvelopeQueue, FailedEntry, QueueError, QueuedMessage};
 
 #[derive(Clone)]
 pub struct SqsQueue {

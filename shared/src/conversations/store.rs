@@ -5,7 +5,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
-use crate::crm::{
+use crate::conversations::model::{
     AiConfig, ContactRef, ContactState, ConversationChoice, FailedEvent, HistoryItem, Integration,
     IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, StatusOutcome, StatusUpdate,
     Stored, UnsettledReply,
@@ -71,7 +71,7 @@ pub trait ContactStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
-/// Messages, statuses and replies.
+/// Messages and their statuses.
 pub trait MessageStore: Send + Sync + 'static {
     /// Stores an inbound message exactly once and advances its conversation in the same
     /// transaction; says whether it was new and whether a reply already covers it.
@@ -99,6 +99,16 @@ pub trait MessageStore: Send + Sync + 'static {
         conversation_id: &ConversationId,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<HistoryItem>>> + Send;
+    /// Keeps an event that can never be processed, with why, so nothing is lost even though
+    /// the queue record is acknowledged.
+    fn record_failed_event(
+        &self,
+        failed: &FailedEvent,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// Reply intents: recorded before a send, settled after it (see README, "No double replies").
+pub trait ReplyStore: Send + Sync + 'static {
     /// Records the intent to send `draft` before sending it, and marks every message in
     /// `covers` as answered by it, in one transaction. Only `Acquired` may send.
     fn begin_reply(
@@ -147,10 +157,9 @@ pub trait MessageStore: Send + Sync + 'static {
         intent: &ReplyIntent,
         update: &StatusUpdate,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Keeps an event that can never be processed, with why, so nothing is lost even though
-    /// the queue record is acknowledged.
-    fn record_failed_event(
-        &self,
-        failed: &FailedEvent,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
 }
+
+/// Everything the message processor reads and writes.
+pub trait ProcessorStore: TenantStore + ContactStore + MessageStore + ReplyStore {}
+
+impl<T: TenantStore + ContactStore + MessageStore + ReplyStore> ProcessorStore for T {}

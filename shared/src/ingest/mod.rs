@@ -1,4 +1,12 @@
 //! The webhook ingest use case: verify, normalise, enqueue. Nothing else happens at the edge.
+//!
+//! - `signature`: the HMAC check over the raw bytes;
+//! - `webhook`: normalisation of Meta and Kapso deliveries into envelopes;
+//! - `queue`: the event queue port and the one way envelopes are put on it.
+
+pub mod queue;
+pub mod signature;
+pub mod webhook;
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -6,10 +14,10 @@ use time::OffsetDateTime;
 use tracing::instrument;
 
 use crate::envelope::Source;
-use crate::queue::{EnvelopeQueue, QueueError, RetryPolicy, enqueue_all};
+use crate::ingest::queue::{EnvelopeQueue, QueueError, RetryPolicy, enqueue_all};
+use crate::ingest::signature::{PresentedSignature, SignatureError};
+use crate::ingest::webhook::{DeliveryContext, PayloadError, Skipped, kapso, normalise};
 use crate::secrets::{AppSecrets, SecretSource, SecretsCache, SecretsError};
-use crate::signature::{PresentedSignature, SignatureError};
-use crate::webhook::{DeliveryContext, PayloadError, Skipped, kapso, normalise};
 
 /// A POSTed delivery as the edge received it. The body is the raw bytes, already base64-decoded
 /// where API Gateway encoded it.

@@ -17,18 +17,18 @@ use time::OffsetDateTime;
 use tracing::{Instrument, instrument};
 
 use crate::ai::{AiResponder, ChatMessage, ChatRequest, LlmClient, ProviderConfig, Role};
-use crate::crm::{
+use crate::conversations::model::{
     AiConfig, ContactState, ConversationChoice, Direction, FailedEvent, Integration, IntentOutcome,
     MessageStatus, NewMessage, Provider, ReplyDraft, ReplyIntent, ReplyPart, StatusOutcome,
     StatusUpdate, Stored, UnsettledReply,
 };
+use crate::conversations::optout::{Keyword, keyword};
+use crate::conversations::store::{ProcessorStore, StoreError};
 use crate::envelope::{Envelope, EventKind, Source};
 use crate::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
-use crate::optout::{Keyword, keyword};
+use crate::ingest::webhook::meta;
 use crate::secrets::{AppSecrets, SecretSource, SecretsCache, SecretsError};
-use crate::store::{ContactStore, MessageStore, StoreError, TenantStore};
 use crate::telemetry::{cause_chain, count_metric};
-use crate::webhook::meta;
 use crate::whatsapp::{
     Channel, MAX_TEXT_BODY, Outgoing, WhatsAppClient, WhatsAppError, split_text,
 };
@@ -153,7 +153,7 @@ struct ReplyJob<'a> {
 
 impl<S, X> Processor<S, X>
 where
-    S: TenantStore + ContactStore + MessageStore,
+    S: ProcessorStore,
     X: SecretSource,
 {
     pub fn new(

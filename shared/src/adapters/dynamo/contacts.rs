@@ -1,0 +1,131 @@
+//! Contacts, and their thread with each number.
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use time::OffsetDateTime;
+
+use crate::conversations::model::{ContactRef, ContactState};
+use crate::conversations::store::{ContactStore, StoreResult};
+use crate::ids::{ConversationId, PhoneNumberId, WaId, WorkspaceId};
+
+use super::*;
+
+impl ContactStore for DynamoStore {
+    async fn upsert_contact(
+        &self,
+        ws: &WorkspaceId,
+        pn: &PhoneNumberId,
+        wa_id: &WaId,
+        profile_name: Option<&str>,
+        at: OffsetDateTime,
+    ) -> StoreResult<ContactState> {
+        let mut expression = String::from(
+            "SET wa_id = :wa, workspace_id = :ws, updated_at = :now, \
+             created_at = if_not_exists(created_at, :now), opted_out = if_not_exists(opted_out, :no), \
+             tags = if_not_exists(tags, :tags), gsi1pk = :gpk, gsi1sk = :gsk",
+        );
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_key(ws, wa_id))))
+            .expression_attribute_values(":wa", s(wa_id.as_str()))
+            .expression_attribute_values(":ws", s(ws.as_str()))
+            .expression_attribute_values(":now", ts(at))
+            .expression_attribute_values(":no", b(false))
+            .expression_attribute_values(":tags", AttributeValue::L(vec![]))
+            .expression_attribute_values(":gpk", s(format!("WS#{}", ws.as_str())))
+            .expression_attribute_values(
+                ":gsk",
+                s(format!("CONTACT#{}#{}", millis(at), wa_id.as_str())),
+            )
+            .return_values(ReturnValue::AllNew);
+        // A customer known only by a business-scoped user id has no phone number to store.
+        if let Some(phone) = wa_id.phone().map(|p| format!("+{p}")) {
+            expression.push_str(", phone = :phone");
+            request = request.expression_attribute_values(":phone", s(phone));
+        }
+        if let Some(name) = profile_name.filter(|n| !n.trim().is_empty()) {
+            expression.push_str(", profile_name = :name");
+            request = request.expression_attribute_values(":name", s(name));
+        }
+        let item = request
+            .update_expression(expression)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .attributes
+            .unwrap_or_default();
+        let thread = |field: &str| thread_attr(pn, field);
+        Ok(ContactState {
+            workspace_id: ws.clone(),
+            phone_number_id: pn.clone(),
+            wa_id: wa_id.clone(),
+            profile_name: get_s(&item, "profile_name").map(str::to_owned),
+            opted_out: get_b(&item, "opted_out"),
+            conversation_id: get_s(&item, &thread("conversation_id"))
+                .map(ConversationId::parse)
+                .transpose()
+                .map_err(corrupt)?,
+            started_at: get_ts(&item, &thread("started_at")),
+            last_inbound_at: get_ts(&item, &thread("last_inbound_at")),
+            answered_through: get_ts(&item, &thread("answered_through")),
+            bot_paused: get_b(&item, &thread("bot_paused")),
+        })
+    }
+
+    async fn set_opt_out(
+        &self,
+        ws: &WorkspaceId,
+        wa_id: &WaId,
+        opted_out: bool,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_key(ws, wa_id))))
+            .update_expression("SET opted_out = :v, opted_out_changed_at = :now, updated_at = :now")
+            .expression_attribute_values(":v", b(opted_out))
+            .expression_attribute_values(":now", ts(at))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn set_bot_paused(
+        &self,
+        contact: &ContactRef,
+        conversation_id: &ConversationId,
+        paused: bool,
+    ) -> StoreResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_key(
+                &contact.workspace_id,
+                &contact.wa_id,
+            ))))
+            .update_expression("SET #paused = :p, updated_at = :now")
+            .condition_expression("#conv = :conv")
+            .expression_attribute_names(
+                "#paused",
+                thread_attr(&contact.phone_number_id, "bot_paused"),
+            )
+            .expression_attribute_names(
+                "#conv",
+                thread_attr(&contact.phone_number_id, "conversation_id"),
+            )
+            .expression_attribute_values(":p", b(paused))
+            .expression_attribute_values(":conv", s(conversation_id.as_str()))
+            .expression_attribute_values(":now", ts(OffsetDateTime::now_utc()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}

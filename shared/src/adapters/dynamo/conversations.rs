@@ -1,0 +1,150 @@
+//! Conversations: the writes that put a message in its conversation.
+
+use aws_sdk_dynamodb::types::TransactWriteItem;
+
+use crate::conversations::model::{ConversationChoice, NewMessage};
+use crate::conversations::store::{StoreError, StoreResult};
+
+use super::messages::message_item;
+use super::*;
+
+impl DynamoStore {
+    /// The writes that put `message` in its conversation: the message itself (once), the
+    /// thread on the contact (guarded against a racing writer), and the conversation item.
+    pub(super) fn conversation_writes(
+        &self,
+        message: &NewMessage,
+        conversation: &ConversationChoice,
+        hand_over: bool,
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        let (ws, wa_id, pn) = (
+            &message.workspace_id,
+            &message.wa_id,
+            &message.phone_number_id,
+        );
+        let at = message.timestamp;
+        let mut items = vec![put_if_absent(&self.table, message_item(message))?];
+
+        let mut sets = vec!["#conv = :conv"];
+        let mut values = vec![(":conv", s(conversation.id.as_str()))];
+        if let Some(last) = conversation.last_inbound_at {
+            sets.push("#last = :last");
+            values.push((":last", ts(last)));
+        }
+        if conversation.is_new {
+            sets.push("#started = :started");
+            values.push((":started", ts(at)));
+        }
+        if conversation.is_new || hand_over {
+            sets.push("#paused = :paused");
+            values.push((":paused", b(hand_over)));
+        }
+        let condition = match &conversation.previous {
+            Some(previous) => {
+                values.push((":previous", s(previous.as_str())));
+                "attribute_exists(pk) AND #conv = :previous"
+            }
+            None => "attribute_exists(pk) AND attribute_not_exists(#conv)",
+        };
+        let names = thread_names(pn);
+        let mut expression = format!("SET {}", sets.join(", "));
+        if conversation.is_new && conversation.last_inbound_at.is_none() {
+            // A conversation the business opened has no inbound message yet.
+            expression.push_str(" REMOVE #last");
+        }
+        let used: Vec<(&str, &str)> = names
+            .iter()
+            .filter(|(name, _)| expression.contains(name) || condition.contains(name))
+            .map(|(name, attr)| (*name, attr.as_str()))
+            .collect();
+        items.push(update(
+            &self.table,
+            contact_key(ws, wa_id),
+            &expression,
+            &used,
+            values,
+            Some(condition),
+        )?);
+
+        let conversation_key = conversation_key(ws, wa_id, &conversation.id);
+        let gsi1sk = s(format!(
+            "CONV#{:015}#{}",
+            millis(conversation.last_inbound_at.unwrap_or(at).max(at)),
+            conversation.id.as_str()
+        ));
+        if conversation.is_new {
+            let mut item = key(conversation_key);
+            item.extend([
+                ("conversation_id".to_owned(), s(conversation.id.as_str())),
+                ("workspace_id".to_owned(), s(ws.as_str())),
+                ("phone_number_id".to_owned(), s(pn.as_str())),
+                ("wa_id".to_owned(), s(wa_id.as_str())),
+                ("status".to_owned(), s("active")),
+                ("started_at".to_owned(), ts(at)),
+                ("last_message_at".to_owned(), ts(at)),
+                ("gsi1pk".to_owned(), s(format!("WS#{}", ws.as_str()))),
+                ("gsi1sk".to_owned(), gsi1sk),
+            ]);
+            if let Some(last) = conversation.last_inbound_at {
+                item.insert("last_inbound_at".to_owned(), ts(last));
+            }
+            items.push(put_if_absent(&self.table, item)?);
+            if let Some(previous) = &conversation.previous {
+                items.push(update(
+                    &self.table,
+                    self::conversation_key(ws, wa_id, previous),
+                    "SET #status = :ended, ended_at = :ts",
+                    &[("#status", "status")],
+                    vec![(":ended", s("ended")), (":ts", ts(at))],
+                    Some("attribute_exists(pk)"),
+                )?);
+            }
+        } else {
+            let (expression, mut values) = match conversation.last_inbound_at {
+                Some(last) => (
+                    "SET last_inbound_at = :last, last_message_at = :ts, gsi1sk = :gsk",
+                    vec![(":last", ts(last))],
+                ),
+                None => ("SET last_message_at = :ts, gsi1sk = :gsk", vec![]),
+            };
+            values.extend([(":ts", ts(at)), (":gsk", gsi1sk)]);
+            items.push(update(
+                &self.table,
+                conversation_key,
+                expression,
+                &[],
+                values,
+                None,
+            )?);
+        }
+        Ok(items)
+    }
+
+    /// Runs the writes of [`Self::conversation_writes`]: `Ok(true)` when the message is new,
+    /// `Ok(false)` when it was already stored.
+    pub(super) async fn store_in_conversation(
+        &self,
+        message: &NewMessage,
+        conversation: &ConversationChoice,
+        hand_over: bool,
+    ) -> StoreResult<bool> {
+        let items = self.conversation_writes(message, conversation, hand_over)?;
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match cancelled_conditions(&e) {
+                Some(reasons) if reasons.first() == Some(&true) => Ok(false),
+                Some(_) => Err(StoreError::Conflict(format!(
+                    "the conversation of {} changed while storing {}",
+                    message.wa_id, message.wamid
+                ))),
+                None => Err(unavailable(e)),
+            },
+        }
+    }
+}

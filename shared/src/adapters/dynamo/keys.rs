@@ -1,0 +1,68 @@
+//! Every key of the table, in one place (docs/data-model.md lists them with their access
+//! patterns).
+
+use crate::conversations::model::{MessageStatus, ReplyIntent};
+
+use crate::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
+
+/// Reply intents are kept a month: long enough for any redelivery or status to find them.
+pub(super) const INTENT_TTL: time::Duration = time::Duration::days(30);
+/// Statuses for messages not stored yet are kept a week, then DynamoDB's TTL drops them.
+pub(super) const EARLY_STATUS_TTL: time::Duration = time::Duration::days(7);
+/// Events that could never be processed are kept a fortnight for inspection and replay.
+pub(super) const FAILED_EVENT_TTL: time::Duration = time::Duration::days(14);
+
+pub fn integration_key(pn: &PhoneNumberId) -> (String, String) {
+    (format!("PN#{}", pn.as_str()), "INTEGRATION".into())
+}
+pub fn workspace_key(ws: &WorkspaceId) -> (String, String) {
+    (format!("WS#{}", ws.as_str()), "WORKSPACE".into())
+}
+pub fn ai_config_key(ws: &WorkspaceId) -> (String, String) {
+    (format!("WS#{}", ws.as_str()), "AI_CONFIG".into())
+}
+pub fn contact_key(ws: &WorkspaceId, wa_id: &WaId) -> (String, String) {
+    (
+        format!("CT#{}#{}", ws.as_str(), wa_id.as_str()),
+        "CONTACT".into(),
+    )
+}
+pub fn conversation_key(ws: &WorkspaceId, wa_id: &WaId, id: &ConversationId) -> (String, String) {
+    (
+        format!("CT#{}#{}", ws.as_str(), wa_id.as_str()),
+        format!("CONV#{}", id.as_str()),
+    )
+}
+pub fn message_key(wamid: &Wamid) -> (String, String) {
+    (format!("MSG#{}", wamid.as_str()), "MESSAGE".into())
+}
+pub fn intent_key(intent: &ReplyIntent) -> (String, String) {
+    (format!("INTENT#{}", intent.key()), "INTENT".into())
+}
+pub fn failed_key(id: &str) -> (String, String) {
+    (format!("FAILED#{id}"), "FAILED".into())
+}
+pub(super) fn early_key(wamid: &Wamid, status: MessageStatus) -> (String, String) {
+    (
+        format!("EARLY#{}", wamid.as_str()),
+        format!("STATUS#{}", status.as_str()),
+    )
+}
+
+/// The attribute of a contact item holding one field of its thread with `pn` (see
+/// [`ContactState`]): `pn#<phone_number_id>#<field>`.
+pub fn thread_attr(pn: &PhoneNumberId, field: &str) -> String {
+    format!("pn#{}#{field}", pn.as_str())
+}
+
+/// Expression names for a thread's attributes: `#conv`, `#started`, `#last`, `#answered`,
+/// `#paused`.
+pub(super) fn thread_names(pn: &PhoneNumberId) -> [(&'static str, String); 5] {
+    [
+        ("#conv", thread_attr(pn, "conversation_id")),
+        ("#started", thread_attr(pn, "started_at")),
+        ("#last", thread_attr(pn, "last_inbound_at")),
+        ("#answered", thread_attr(pn, "answered_through")),
+        ("#paused", thread_attr(pn, "bot_paused")),
+    ]
+}

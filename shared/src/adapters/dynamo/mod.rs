@@ -1,0 +1,198 @@
+//! The DynamoDB adapter of the store ports: one table, keys as in docs/data-model.md (see
+//! `keys`), one file per entity. This file holds the client and the helpers every entity uses.
+
+mod contacts;
+mod conversations;
+pub mod keys;
+mod messages;
+mod replies;
+mod workspaces;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::conversations::store::{StoreError, StoreResult};
+
+pub use keys::*;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(aws: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self {
+            client: Client::new(aws),
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+fn key(k: (String, String)) -> Item {
+    HashMap::from([("pk".into(), s(k.0)), ("sk".into(), s(k.1))])
+}
+
+// ----- attribute helpers ---------------------------------------------------------------------------
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+fn b(v: bool) -> AttributeValue {
+    AttributeValue::Bool(v)
+}
+fn ts(t: OffsetDateTime) -> AttributeValue {
+    s(t.format(&Rfc3339).unwrap_or_default())
+}
+fn millis(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos() / 1_000_000
+}
+fn ttl_at(t: OffsetDateTime) -> AttributeValue {
+    n(t.unix_timestamp())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+fn get_b(item: &Item, name: &str) -> bool {
+    item.get(name)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
+}
+fn get_ts(item: &Item, name: &str) -> Option<OffsetDateTime> {
+    get_s(item, name).and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok())
+}
+fn required<'a>(item: &'a Item, name: &str) -> StoreResult<&'a str> {
+    get_s(item, name).ok_or_else(|| StoreError::Corrupt(format!("item has no {name}")))
+}
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn unavailable<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(DisplayErrorContext(e).to_string())
+}
+
+fn is_conditional_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+/// Which items of a cancelled transaction failed their condition.
+fn cancelled_conditions<R>(e: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<bool>> {
+    match e.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(c) => Some(
+            c.cancellation_reasons()
+                .iter()
+                .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn put_if_absent(table: &str, item: Item) -> StoreResult<TransactWriteItem> {
+    Ok(TransactWriteItem::builder()
+        .put(
+            Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(corrupt)?,
+        )
+        .build())
+}
+
+fn update(
+    table: &str,
+    k: (String, String),
+    expression: &str,
+    names: &[(&str, &str)],
+    values: Vec<(&str, AttributeValue)>,
+    condition: Option<&str>,
+) -> StoreResult<TransactWriteItem> {
+    let mut builder = Update::builder()
+        .table_name(table)
+        .set_key(Some(key(k)))
+        .update_expression(expression)
+        .set_condition_expression(condition.map(str::to_owned));
+    for (name, value) in names {
+        builder = builder.expression_attribute_names(*name, *value);
+    }
+    for (name, value) in values {
+        builder = builder.expression_attribute_values(name, value);
+    }
+    Ok(TransactWriteItem::builder()
+        .update(builder.build().map_err(corrupt)?)
+        .build())
+}
+
+/// Single-item reads and writes.
+impl DynamoStore {
+    /// Writes one item unconditionally.
+    async fn put(&self, item: Item) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Reads one raw item, for the demo's and the tests' eyes.
+    pub async fn raw_item(&self, k: (String, String)) -> StoreResult<Option<Item>> {
+        self.get(k, true).await
+    }
+
+    async fn get(&self, k: (String, String), consistent: bool) -> StoreResult<Option<Item>> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(k)))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .item)
+    }
+
+    /// Deletes one item (tests use it to simulate lost state).
+    pub async fn delete_item(&self, k: (String, String)) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(k)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! Reply intents: recorded before a send, settled after it.
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
+use time::OffsetDateTime;
+
+use crate::conversations::model::{
+    IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, StatusUpdate, UnsettledReply,
+};
+use crate::conversations::store::{MessageStore, ReplyStore, StoreError, StoreResult};
+use crate::ids::Wamid;
+
+use super::messages::message_item;
+use super::*;
+
+impl ReplyStore for DynamoStore {
+    async fn begin_reply(
+        &self,
+        intent: &ReplyIntent,
+        draft: &ReplyDraft,
+        covers: &[Wamid],
+    ) -> StoreResult<IntentOutcome> {
+        let key_value = intent.key();
+        let mut item = key(intent_key(intent));
+        item.extend([
+            ("state".to_owned(), s("sending")),
+            (
+                "draft".to_owned(),
+                s(serde_json::to_string(draft).map_err(corrupt)?),
+            ),
+            (
+                "covers".to_owned(),
+                AttributeValue::L(covers.iter().map(|w| s(w.as_str())).collect()),
+            ),
+            ("parts_sent".to_owned(), n(0)),
+            ("created_at".to_owned(), ts(draft.created_at)),
+            ("ttl".to_owned(), ttl_at(draft.created_at + INTENT_TTL)),
+        ]);
+        let mut items = vec![put_if_absent(&self.table, item)?];
+        for wamid in covers {
+            items.push(update(
+                &self.table,
+                message_key(wamid),
+                "SET reply_intent = :intent",
+                &[],
+                vec![(":intent", s(&key_value))],
+                Some("attribute_exists(pk) AND (attribute_not_exists(reply_intent) OR reply_intent = :intent)"),
+            )?);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let reasons = match result {
+            Ok(_) => return Ok(IntentOutcome::Acquired),
+            Err(e) => cancelled_conditions(&e).ok_or_else(|| unavailable(e))?,
+        };
+        if reasons.first() == Some(&true) {
+            let state = self
+                .get(intent_key(intent), true)
+                .await?
+                .and_then(|i| get_s(&i, "state").map(str::to_owned));
+            return Ok(match state.as_deref() {
+                Some("sent" | "failed") => IntentOutcome::AlreadySent,
+                _ => IntentOutcome::OutcomeUnknown,
+            });
+        }
+        if reasons.iter().any(|failed| *failed) {
+            return Ok(IntentOutcome::Covered);
+        }
+        Err(StoreError::Conflict(format!(
+            "the reply intent {key_value} raced another writer"
+        )))
+    }
+
+    async fn release_reply(&self, intent: &ReplyIntent, covers: &[Wamid]) -> StoreResult<()> {
+        let key_value = intent.key();
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(intent_key(intent))))
+                        .condition_expression("#state = :sending")
+                        .expression_attribute_names("#state", "state")
+                        .expression_attribute_values(":sending", s("sending"))
+                        .build()
+                        .map_err(corrupt)?,
+                )
+                .build(),
+        ];
+        for wamid in covers {
+            items.push(update(
+                &self.table,
+                message_key(wamid),
+                "REMOVE reply_intent",
+                &[],
+                vec![(":intent", s(&key_value))],
+                Some("reply_intent = :intent"),
+            )?);
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| match cancelled_conditions(&e) {
+                Some(_) => StoreError::Conflict(format!(
+                    "the reply intent {key_value} changed before it could be released"
+                )),
+                None => unavailable(e),
+            })?;
+        Ok(())
+    }
+
+    async fn fail_reply(
+        &self,
+        intent: &ReplyIntent,
+        code: Option<i64>,
+        reason: &str,
+    ) -> StoreResult<()> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(intent_key(intent))))
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":failed", s("failed"))
+            .expression_attribute_values(":reason", s(reason));
+        let mut expression = String::from("SET #state = :failed, error_title = :reason");
+        if let Some(code) = code {
+            expression.push_str(", error_code = :code");
+            request = request.expression_attribute_values(":code", n(code));
+        }
+        request
+            .update_expression(expression)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn flag_reply(
+        &self,
+        intent: &ReplyIntent,
+        state: UnsettledReply,
+        reason: &str,
+    ) -> StoreResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(intent_key(intent))))
+            .update_expression("SET #state = :flag, error_title = :reason")
+            .condition_expression("#state = :sending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":flag", s(state.as_str()))
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":reason", s(reason))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn record_reply(
+        &self,
+        intent: &ReplyIntent,
+        message: &NewMessage,
+        part: ReplyPart,
+        answered_through: OffsetDateTime,
+    ) -> StoreResult<()> {
+        // `answered_through` only moves forward: the contact update carries that condition, and
+        // if it alone cancels the transaction (a later reply already moved it), the reply is
+        // recorded without moving it.
+        let mut move_answered = part.is_last();
+        loop {
+            let items =
+                self.reply_writes(intent, message, part, answered_through, move_answered)?;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            let reasons = match result {
+                Ok(_) => return Ok(()),
+                Err(e) => cancelled_conditions(&e).ok_or_else(|| unavailable(e))?,
+            };
+            let only_answered = reasons.get(2) == Some(&true)
+                && reasons.iter().filter(|failed| **failed).count() == 1;
+            if move_answered && only_answered {
+                move_answered = false;
+                continue;
+            }
+            return Err(StoreError::Conflict(format!(
+                "the reply intent {} is not being sent any more",
+                intent.key()
+            )));
+        }
+    }
+
+    async fn reconcile_reply(
+        &self,
+        intent: &ReplyIntent,
+        update: &StatusUpdate,
+    ) -> StoreResult<bool> {
+        let Some(item) = self.get(intent_key(intent), true).await? else {
+            return Ok(false);
+        };
+        if !matches!(get_s(&item, "state"), Some("sending" | "unknown")) {
+            return Ok(false);
+        }
+        let draft: ReplyDraft = serde_json::from_str(required(&item, "draft")?).map_err(corrupt)?;
+        // The callback data is only ours to trust when the status is about the same number and
+        // the same customer as the reply it names.
+        if draft.phone_number_id != update.phone_number_id
+            || update.recipient.as_ref() != Some(&draft.wa_id)
+        {
+            return Ok(false);
+        }
+        let message = draft.message(update.wamid.clone(), &draft.text);
+        self.record_reply(intent, &message, ReplyPart::WHOLE, draft.created_at)
+            .await?;
+        self.apply_status(update).await?;
+        Ok(true)
+    }
+}
+
+impl DynamoStore {
+    /// The writes of one recorded reply part, in this order: intent, message, contact thread,
+    /// conversation (`record_reply` reads the cancellation reasons by position).
+    pub(super) fn reply_writes(
+        &self,
+        intent: &ReplyIntent,
+        message: &NewMessage,
+        part: ReplyPart,
+        answered_through: OffsetDateTime,
+        move_answered: bool,
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        let state = if part.is_last() { "sent" } else { "sending" };
+        let pn = &message.phone_number_id;
+        let mut contact_values = vec![(":now", ts(message.timestamp))];
+        let (contact_expression, contact_condition, contact_names) = if move_answered {
+            contact_values.push((":t", ts(answered_through)));
+            (
+                "SET last_outbound_at = :now, #answered = :t",
+                Some("attribute_not_exists(#answered) OR #answered <= :t"),
+                vec![("#answered", thread_attr(pn, "answered_through"))],
+            )
+        } else {
+            ("SET last_outbound_at = :now", None, vec![])
+        };
+        let contact_names: Vec<(&str, &str)> = contact_names
+            .iter()
+            .map(|(name, attr)| (*name, attr.as_str()))
+            .collect();
+        Ok(vec![
+            update(
+                &self.table,
+                intent_key(intent),
+                "SET #state = :state, parts_sent = :part, wamid = if_not_exists(wamid, :wamid), \
+                 wamids = list_append(if_not_exists(wamids, :empty), :wamids)",
+                &[("#state", "state")],
+                vec![
+                    (":state", s(state)),
+                    (":part", n(part.index)),
+                    (":wamid", s(message.wamid.as_str())),
+                    (
+                        ":wamids",
+                        AttributeValue::L(vec![s(message.wamid.as_str())]),
+                    ),
+                    (":empty", AttributeValue::L(vec![])),
+                    (":sending", s("sending")),
+                    (":unknown", s("unknown")),
+                ],
+                Some("#state IN (:sending, :unknown)"),
+            )?,
+            put_if_absent(&self.table, message_item(message))?,
+            update(
+                &self.table,
+                contact_key(&message.workspace_id, &message.wa_id),
+                contact_expression,
+                &contact_names,
+                contact_values,
+                contact_condition,
+            )?,
+            update(
+                &self.table,
+                conversation_key(
+                    &message.workspace_id,
+                    &message.wa_id,
+                    &message.conversation_id,
+                ),
+                "SET last_message_at = :now",
+                &[],
+                vec![(":now", ts(message.timestamp))],
+                Some("attribute_exists(pk)"),
+            )?,
+        ])
+    }
+}
