@@ -390,7 +390,7 @@ def create_table(moto, name, ai_enabled):
         "workspace_id": s(WORKSPACE), "provider": s("meta"), "status": s("active"),
     })
     dynamodb.put_item(TableName=name, Item={
-        "pk": s(f"WS#{WORKSPACE}"), "sk": s("AI_CONFIG"), "config": s(json.dumps({"enabled": ai_enabled})),
+        "pk": s(f"WS#{WORKSPACE}"), "sk": s("AI_CONFIG"), "enabled": {"BOOL": ai_enabled},
     })
 
 

@@ -1,6 +1,7 @@
 //! Contacts, and their thread with each number.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::conversations::model::{ContactRef, ContactState};
@@ -8,6 +9,17 @@ use crate::conversations::store::{ContactStore, StoreResult};
 use crate::ids::{ConversationId, PhoneNumberId, WaId, WorkspaceId};
 
 use super::*;
+
+/// The fixed attributes of a contact (`CT#<workspace_id>#<wa_id>` / `CONTACT`). Its threads,
+/// one per business number, are attributes named `pn#<phone_number_id>#<field>` (see
+/// [`thread_attr`]), read one by one.
+#[derive(Debug, Deserialize)]
+struct ContactItem {
+    #[serde(default)]
+    profile_name: Option<String>,
+    #[serde(default)]
+    opted_out: bool,
+}
 
 impl ContactStore for DynamoStore {
     async fn upsert_contact(
@@ -55,21 +67,22 @@ impl ContactStore for DynamoStore {
             .map_err(unavailable)?
             .attributes
             .unwrap_or_default();
+        let contact: ContactItem = from_item(item.clone())?;
         let thread = |field: &str| thread_attr(pn, field);
+        let stamp = |field: &str| -> StoreResult<Option<OffsetDateTime>> {
+            Ok(attribute::<Stamp>(&item, &thread(field))?.map(|t| t.0))
+        };
         Ok(ContactState {
             workspace_id: ws.clone(),
             phone_number_id: pn.clone(),
             wa_id: wa_id.clone(),
-            profile_name: get_s(&item, "profile_name").map(str::to_owned),
-            opted_out: get_b(&item, "opted_out"),
-            conversation_id: get_s(&item, &thread("conversation_id"))
-                .map(ConversationId::parse)
-                .transpose()
-                .map_err(corrupt)?,
-            started_at: get_ts(&item, &thread("started_at")),
-            last_inbound_at: get_ts(&item, &thread("last_inbound_at")),
-            answered_through: get_ts(&item, &thread("answered_through")),
-            bot_paused: get_b(&item, &thread("bot_paused")),
+            profile_name: contact.profile_name,
+            opted_out: contact.opted_out,
+            conversation_id: attribute(&item, &thread("conversation_id"))?,
+            started_at: stamp("started_at")?,
+            last_inbound_at: stamp("last_inbound_at")?,
+            answered_through: stamp("answered_through")?,
+            bot_paused: attribute(&item, &thread("bot_paused"))?.unwrap_or(false),
         })
     }
 

@@ -1,12 +1,42 @@
 //! Conversations: the writes that put a message in its conversation.
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
+use serde::{Deserialize, Serialize};
 
 use crate::conversations::model::{ConversationChoice, NewMessage};
 use crate::conversations::store::{StoreError, StoreResult};
+use crate::ids::{ConversationId, PhoneNumberId, WaId, WorkspaceId};
 
 use super::messages::message_item;
 use super::*;
+
+/// Whether a conversation is still going on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ConversationStatus {
+    Active,
+    Ended,
+}
+
+/// A conversation as the table stores it (`CT#<workspace_id>#<wa_id>` / `CONV#<id>`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct ConversationItem {
+    pub conversation_id: ConversationId,
+    pub workspace_id: WorkspaceId,
+    pub phone_number_id: PhoneNumberId,
+    pub wa_id: WaId,
+    pub status: ConversationStatus,
+    pub started_at: Stamp,
+    pub last_message_at: Stamp,
+    /// Absent while only the business wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_inbound_at: Option<Stamp>,
+    /// Index keys: written, never needed to read an item back.
+    #[serde(default)]
+    pub gsi1pk: String,
+    #[serde(default)]
+    pub gsi1sk: String,
+}
 
 impl DynamoStore {
     /// The writes that put `message` in its conversation: the message itself (once), the
@@ -23,7 +53,7 @@ impl DynamoStore {
             &message.phone_number_id,
         );
         let at = message.timestamp;
-        let mut items = vec![put_if_absent(&self.table, message_item(message))?];
+        let mut items = vec![put_if_absent(&self.table, message_item(message)?)?];
 
         let mut sets = vec!["#conv = :conv"];
         let mut values = vec![(":conv", s(conversation.id.as_str()))];
@@ -67,27 +97,25 @@ impl DynamoStore {
         )?);
 
         let conversation_key = conversation_key(ws, wa_id, &conversation.id);
-        let gsi1sk = s(format!(
+        let gsi1sk = format!(
             "CONV#{:015}#{}",
             millis(conversation.last_inbound_at.unwrap_or(at).max(at)),
             conversation.id.as_str()
-        ));
+        );
         if conversation.is_new {
-            let mut item = key(conversation_key);
-            item.extend([
-                ("conversation_id".to_owned(), s(conversation.id.as_str())),
-                ("workspace_id".to_owned(), s(ws.as_str())),
-                ("phone_number_id".to_owned(), s(pn.as_str())),
-                ("wa_id".to_owned(), s(wa_id.as_str())),
-                ("status".to_owned(), s("active")),
-                ("started_at".to_owned(), ts(at)),
-                ("last_message_at".to_owned(), ts(at)),
-                ("gsi1pk".to_owned(), s(format!("WS#{}", ws.as_str()))),
-                ("gsi1sk".to_owned(), gsi1sk),
-            ]);
-            if let Some(last) = conversation.last_inbound_at {
-                item.insert("last_inbound_at".to_owned(), ts(last));
-            }
+            let item = ConversationItem {
+                conversation_id: conversation.id.clone(),
+                workspace_id: ws.clone(),
+                phone_number_id: pn.clone(),
+                wa_id: wa_id.clone(),
+                status: ConversationStatus::Active,
+                started_at: Stamp(at),
+                last_message_at: Stamp(at),
+                last_inbound_at: conversation.last_inbound_at.map(Stamp),
+                gsi1pk: format!("WS#{}", ws.as_str()),
+                gsi1sk,
+            };
+            let item = to_item(conversation_key, &item)?;
             items.push(put_if_absent(&self.table, item)?);
             if let Some(previous) = &conversation.previous {
                 items.push(update(
@@ -107,7 +135,7 @@ impl DynamoStore {
                 ),
                 None => ("SET last_message_at = :ts, gsi1sk = :gsk", vec![]),
             };
-            values.extend([(":ts", ts(at)), (":gsk", gsi1sk)]);
+            values.extend([(":ts", ts(at)), (":gsk", s(gsi1sk))]);
             items.push(update(
                 &self.table,
                 conversation_key,

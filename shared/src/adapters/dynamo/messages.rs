@@ -1,92 +1,161 @@
 //! Messages and their statuses, statuses that came before their message, and failed events.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use time::OffsetDateTime;
 
+use crate::ai::ProviderName;
 use crate::conversations::model::{
     ConversationChoice, Direction, FailedEvent, HistoryItem, MessageStatus, NewMessage,
     StatusOutcome, StatusUpdate, Stored,
 };
 use crate::conversations::store::{MessageStore, StoreError, StoreResult};
-use crate::ids::{ConversationId, PhoneNumberId, Wamid};
+use crate::envelope::Source;
+use crate::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
 
 use super::*;
 
-pub(super) fn message_item(m: &NewMessage) -> Item {
-    let mut item = key(message_key(&m.wamid));
-    let mut put = |k: &str, v: AttributeValue| {
-        item.insert(k.to_owned(), v);
-    };
-    put("wamid", s(m.wamid.as_str()));
-    put(
-        "direction",
-        s(match m.direction {
-            Direction::Inbound => "inbound",
-            Direction::Outbound => "outbound",
-        }),
-    );
-    put("workspace_id", s(m.workspace_id.as_str()));
-    put("phone_number_id", s(m.phone_number_id.as_str()));
-    put("wa_id", s(m.wa_id.as_str()));
-    put("conversation_id", s(m.conversation_id.as_str()));
-    put("type", s(&m.kind));
-    put("timestamp", ts(m.timestamp));
-    put("source", s(m.source.as_str()));
-    put("gsi1pk", s(format!("CONV#{}", m.conversation_id.as_str())));
-    put(
-        "gsi1sk",
-        s(format!("{:015}#{}", millis(m.timestamp), m.wamid.as_str())),
-    );
-    let mut history = HashMap::new();
-    if let Some(status) = m.status {
-        put("status", s(status.as_str()));
-        put("status_rank", n(status.rank()));
-        history.insert(status.as_str().to_owned(), ts(m.timestamp));
-    } else {
-        put("status_rank", n(0));
-    }
-    put("status_at", AttributeValue::M(history));
-    if let Some(v) = &m.text {
-        put("text", s(v));
-    }
-    if let Some(v) = &m.media_id {
-        put("media_id", s(v));
-    }
-    if let Some(v) = &m.mime_type {
-        put("mime_type", s(v));
-    }
-    if let Some(v) = &m.origin {
-        put("origin", s(v));
-    }
-    if let Some(ai) = &m.ai {
-        let mut meta = HashMap::from([
-            ("provider".to_owned(), s(ai.provider.as_str())),
-            ("model".to_owned(), s(&ai.model)),
-            ("latency_ms".to_owned(), n(ai.latency_ms)),
-        ]);
-        let optional = [
-            ("first_token_ms", ai.first_token_ms),
-            ("prompt_tokens", ai.prompt_tokens.map(u64::from)),
-            ("completion_tokens", ai.completion_tokens.map(u64::from)),
-            ("total_tokens", ai.total_tokens.map(u64::from)),
-        ];
-        for (k, v) in optional {
-            if let Some(v) = v {
-                meta.insert(k.to_owned(), n(v));
-            }
+/// A message as the table stores it (`MSG#<wamid>` / `MESSAGE`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct MessageItem {
+    pub wamid: Wamid,
+    pub direction: Direction,
+    pub workspace_id: WorkspaceId,
+    pub phone_number_id: PhoneNumberId,
+    pub wa_id: WaId,
+    pub conversation_id: ConversationId,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MessageStatus>,
+    /// The status's rank (0 before any), compared by the monotonic status update.
+    #[serde(default)]
+    pub status_rank: u8,
+    /// When the message reached each status: its history.
+    #[serde(default)]
+    pub status_at: BTreeMap<String, Stamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai: Option<AiMeta>,
+    /// The key of the reply intent that covers this (inbound) message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_intent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    /// Index keys: written, never needed to read an item back.
+    #[serde(default)]
+    pub gsi1pk: String,
+    #[serde(default)]
+    pub gsi1sk: String,
+}
+
+/// Which model wrote a reply, and what it cost.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct AiMeta {
+    pub provider: ProviderName,
+    pub model: String,
+    pub latency_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_from: Option<ProviderName>,
+}
+
+impl From<&NewMessage> for MessageItem {
+    fn from(m: &NewMessage) -> Self {
+        Self {
+            wamid: m.wamid.clone(),
+            direction: m.direction,
+            workspace_id: m.workspace_id.clone(),
+            phone_number_id: m.phone_number_id.clone(),
+            wa_id: m.wa_id.clone(),
+            conversation_id: m.conversation_id.clone(),
+            kind: m.kind.clone(),
+            timestamp: m.timestamp,
+            source: m.source,
+            status: m.status,
+            status_rank: m.status.map_or(0, MessageStatus::rank),
+            status_at: m
+                .status
+                .map(|status| (status.as_str().to_owned(), Stamp(m.timestamp)))
+                .into_iter()
+                .collect(),
+            error_code: None,
+            error_title: None,
+            text: m.text.clone(),
+            media_id: m.media_id.clone(),
+            mime_type: m.mime_type.clone(),
+            origin: m.origin.clone(),
+            ai: m.ai.as_ref().map(|ai| AiMeta {
+                provider: ai.provider,
+                model: ai.model.clone(),
+                latency_ms: ai.latency_ms,
+                first_token_ms: ai.first_token_ms,
+                prompt_tokens: ai.prompt_tokens,
+                completion_tokens: ai.completion_tokens,
+                total_tokens: ai.total_tokens,
+                failover_from: ai.failover_from,
+            }),
+            reply_intent: None,
+            raw: m.raw.clone(),
+            gsi1pk: format!("CONV#{}", m.conversation_id.as_str()),
+            gsi1sk: format!("{:015}#{}", millis(m.timestamp), m.wamid.as_str()),
         }
-        if let Some(from) = ai.failover_from {
-            meta.insert("failover_from".to_owned(), s(from.as_str()));
-        }
-        put("ai", AttributeValue::M(meta));
     }
-    if let Some(raw) = &m.raw {
-        put("raw", s(raw));
-    }
-    item
+}
+
+/// The item of a new message, with its key.
+pub(super) fn message_item(m: &NewMessage) -> StoreResult<Item> {
+    to_item(message_key(&m.wamid), &MessageItem::from(m))
+}
+
+/// A status that came before its message (`EARLY#<wamid>` / `STATUS#<status>`).
+#[derive(Debug, Serialize, Deserialize)]
+struct EarlyStatusItem {
+    status: MessageStatus,
+    phone_number_id: PhoneNumberId,
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error_title: Option<String>,
+    raw: String,
+    ttl: i64,
+}
+
+/// An event that can never be processed (`FAILED#<id>` / `FAILED`).
+#[derive(Debug, Serialize)]
+struct FailedEventItem<'a> {
+    reason: &'a str,
+    body: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    ttl: i64,
 }
 
 impl MessageStore for DynamoStore {
@@ -110,11 +179,11 @@ impl MessageStore for DynamoStore {
             .get(message_key(&message.wamid), true)
             .await?
             .ok_or_else(|| StoreError::Conflict(format!("{} vanished", message.wamid)))?;
+        let stored: MessageItem = from_item(stored)?;
         Ok(Stored {
-            conversation_id: ConversationId::parse(required(&stored, "conversation_id")?)
-                .map_err(corrupt)?,
+            conversation_id: stored.conversation_id,
             first_time: false,
-            covered: stored.contains_key("reply_intent"),
+            covered: stored.reply_intent.is_some(),
         })
     }
 
@@ -181,26 +250,16 @@ impl MessageStore for DynamoStore {
                 .map_err(unavailable)?;
             return Ok(StatusOutcome::Stale);
         }
-        let mut item = key(early_key(&update.wamid, update.status));
-        item.extend([
-            ("status".to_owned(), s(update.status.as_str())),
-            (
-                "phone_number_id".to_owned(),
-                s(update.phone_number_id.as_str()),
-            ),
-            ("at".to_owned(), ts(update.at)),
-            ("raw".to_owned(), s(&update.raw)),
-            (
-                "ttl".to_owned(),
-                ttl_at(OffsetDateTime::now_utc() + EARLY_STATUS_TTL),
-            ),
-        ]);
-        if let Some(code) = update.error_code {
-            item.insert("error_code".into(), s(code.to_string()));
-        }
-        if let Some(title) = &update.error_title {
-            item.insert("error_title".into(), s(title));
-        }
+        let early = EarlyStatusItem {
+            status: update.status,
+            phone_number_id: update.phone_number_id.clone(),
+            at: update.at,
+            error_code: update.error_code,
+            error_title: update.error_title.clone(),
+            raw: update.raw.clone(),
+            ttl: (OffsetDateTime::now_utc() + EARLY_STATUS_TTL).unix_timestamp(),
+        };
+        let item = to_item(early_key(&update.wamid, update.status), &early)?;
         self.put(item).await?;
         Ok(StatusOutcome::Early)
     }
@@ -223,18 +282,17 @@ impl MessageStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         let mut items = output
-            .items()
-            .iter()
+            .items
+            .unwrap_or_default()
+            .into_iter()
             .map(|item| {
+                let m: MessageItem = from_item(item)?;
                 Ok(HistoryItem {
-                    wamid: Wamid::parse(required(item, "wamid")?).map_err(corrupt)?,
-                    direction: match get_s(item, "direction") {
-                        Some("outbound") => Direction::Outbound,
-                        _ => Direction::Inbound,
-                    },
-                    text: get_s(item, "text").map(str::to_owned),
-                    kind: get_s(item, "type").unwrap_or("unknown").to_owned(),
-                    timestamp: get_ts(item, "timestamp").unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    wamid: m.wamid,
+                    direction: m.direction,
+                    text: m.text,
+                    kind: m.kind,
+                    timestamp: m.timestamp,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -242,13 +300,15 @@ impl MessageStore for DynamoStore {
         Ok(items)
     }
     async fn record_failed_event(&self, failed: &FailedEvent) -> StoreResult<()> {
-        let mut item = key(failed_key(&failed.id));
-        item.extend([
-            ("reason".to_owned(), s(&failed.reason)),
-            ("body".to_owned(), s(&failed.body)),
-            ("at".to_owned(), ts(failed.at)),
-            ("ttl".to_owned(), ttl_at(failed.at + FAILED_EVENT_TTL)),
-        ]);
+        let item = to_item(
+            failed_key(&failed.id),
+            &FailedEventItem {
+                reason: &failed.reason,
+                body: &failed.body,
+                at: failed.at,
+                ttl: (failed.at + FAILED_EVENT_TTL).unix_timestamp(),
+            },
+        )?;
         self.put(item).await?;
         Ok(())
     }
@@ -268,20 +328,17 @@ impl DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        for item in output.items() {
-            let Some(status) = get_s(item, "status").and_then(MessageStatus::parse) else {
-                continue;
-            };
+        for item in output.items.unwrap_or_default() {
+            let early: EarlyStatusItem = from_item(item)?;
             let update = StatusUpdate {
                 wamid: wamid.clone(),
-                phone_number_id: PhoneNumberId::parse(required(item, "phone_number_id")?)
-                    .map_err(corrupt)?,
+                phone_number_id: early.phone_number_id,
                 recipient: None,
-                status,
-                at: get_ts(item, "at").unwrap_or_else(OffsetDateTime::now_utc),
-                error_code: get_s(item, "error_code").and_then(|c| c.parse().ok()),
-                error_title: get_s(item, "error_title").map(str::to_owned),
-                raw: get_s(item, "raw").unwrap_or_default().to_owned(),
+                status: early.status,
+                at: early.at,
+                error_code: early.error_code,
+                error_title: early.error_title,
+                raw: early.raw,
             };
             self.apply_status(&update).await?;
         }

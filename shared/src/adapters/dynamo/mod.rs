@@ -14,6 +14,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -63,27 +65,32 @@ fn ts(t: OffsetDateTime) -> AttributeValue {
 fn millis(t: OffsetDateTime) -> i128 {
     t.unix_timestamp_nanos() / 1_000_000
 }
-fn ttl_at(t: OffsetDateTime) -> AttributeValue {
-    n(t.unix_timestamp())
+
+/// A typed item with its key: rows are written and read with serde_dynamo, never attribute by
+/// attribute.
+fn to_item<T: Serialize>(k: (String, String), row: &T) -> StoreResult<Item> {
+    let mut item: Item = serde_dynamo::to_item(row).map_err(corrupt)?;
+    item.extend(key(k));
+    Ok(item)
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+/// Reads a stored item into its typed row; an item of another shape is corrupt.
+fn from_item<T: DeserializeOwned>(item: Item) -> StoreResult<T> {
+    serde_dynamo::from_item(item).map_err(corrupt)
+}
+
+/// Reads one attribute of an item, for items whose attribute names are not fixed (a contact's
+/// per-number threads).
+fn attribute<T: DeserializeOwned>(item: &Item, name: &str) -> StoreResult<Option<T>> {
     item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
+        .map(|value| serde_dynamo::from_attribute_value(value.clone()).map_err(corrupt))
+        .transpose()
 }
-fn get_b(item: &Item, name: &str) -> bool {
-    item.get(name)
-        .and_then(|v| v.as_bool().ok())
-        .copied()
-        .unwrap_or(false)
-}
-fn get_ts(item: &Item, name: &str) -> Option<OffsetDateTime> {
-    get_s(item, name).and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok())
-}
-fn required<'a>(item: &'a Item, name: &str) -> StoreResult<&'a str> {
-    get_s(item, name).ok_or_else(|| StoreError::Corrupt(format!("item has no {name}")))
-}
+
+/// A point in time as every item stores it: an RFC 3339 string, which sorts by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }

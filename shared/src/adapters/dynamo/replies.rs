@@ -1,6 +1,7 @@
 //! Reply intents: recorded before a send, settled after it.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::conversations::model::{
@@ -12,6 +13,40 @@ use crate::ids::Wamid;
 use super::messages::message_item;
 use super::*;
 
+/// Where a reply intent stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum IntentState {
+    /// Recorded before the send; parts may be going out.
+    Sending,
+    Sent,
+    /// Refused for good.
+    Failed,
+    /// May or may not have been sent: flagged, never sent again.
+    Unknown,
+    /// Some parts of a split reply went out, not all.
+    Partial,
+}
+
+/// A reply intent as first written (`INTENT#<conversation_id>#<trigger_wamid>` / `INTENT`).
+/// Sending the parts adds `wamid`, `wamids` and the error attributes to it.
+#[derive(Debug, Serialize)]
+struct IntentItem {
+    state: IntentState,
+    draft: ReplyDraft,
+    covers: Vec<Wamid>,
+    parts_sent: u32,
+    created_at: Stamp,
+    ttl: i64,
+}
+
+/// What reading an intent back needs.
+#[derive(Debug, Deserialize)]
+struct StoredIntent {
+    state: IntentState,
+    draft: ReplyDraft,
+}
+
 impl ReplyStore for DynamoStore {
     async fn begin_reply(
         &self,
@@ -20,21 +55,15 @@ impl ReplyStore for DynamoStore {
         covers: &[Wamid],
     ) -> StoreResult<IntentOutcome> {
         let key_value = intent.key();
-        let mut item = key(intent_key(intent));
-        item.extend([
-            ("state".to_owned(), s("sending")),
-            (
-                "draft".to_owned(),
-                s(serde_json::to_string(draft).map_err(corrupt)?),
-            ),
-            (
-                "covers".to_owned(),
-                AttributeValue::L(covers.iter().map(|w| s(w.as_str())).collect()),
-            ),
-            ("parts_sent".to_owned(), n(0)),
-            ("created_at".to_owned(), ts(draft.created_at)),
-            ("ttl".to_owned(), ttl_at(draft.created_at + INTENT_TTL)),
-        ]);
+        let item = IntentItem {
+            state: IntentState::Sending,
+            draft: draft.clone(),
+            covers: covers.to_vec(),
+            parts_sent: 0,
+            created_at: Stamp(draft.created_at),
+            ttl: (draft.created_at + INTENT_TTL).unix_timestamp(),
+        };
+        let item = to_item(intent_key(intent), &item)?;
         let mut items = vec![put_if_absent(&self.table, item)?];
         for wamid in covers {
             items.push(update(
@@ -57,12 +86,12 @@ impl ReplyStore for DynamoStore {
             Err(e) => cancelled_conditions(&e).ok_or_else(|| unavailable(e))?,
         };
         if reasons.first() == Some(&true) {
-            let state = self
-                .get(intent_key(intent), true)
-                .await?
-                .and_then(|i| get_s(&i, "state").map(str::to_owned));
-            return Ok(match state.as_deref() {
-                Some("sent" | "failed") => IntentOutcome::AlreadySent,
+            let state = match self.get(intent_key(intent), true).await? {
+                Some(item) => Some(from_item::<StoredIntent>(item)?.state),
+                None => None,
+            };
+            return Ok(match state {
+                Some(IntentState::Sent | IntentState::Failed) => IntentOutcome::AlreadySent,
                 _ => IntentOutcome::OutcomeUnknown,
             });
         }
@@ -208,10 +237,10 @@ impl ReplyStore for DynamoStore {
         let Some(item) = self.get(intent_key(intent), true).await? else {
             return Ok(false);
         };
-        if !matches!(get_s(&item, "state"), Some("sending" | "unknown")) {
+        let StoredIntent { state, draft } = from_item(item)?;
+        if !matches!(state, IntentState::Sending | IntentState::Unknown) {
             return Ok(false);
         }
-        let draft: ReplyDraft = serde_json::from_str(required(&item, "draft")?).map_err(corrupt)?;
         // The callback data is only ours to trust when the status is about the same number and
         // the same customer as the reply it names.
         if draft.phone_number_id != update.phone_number_id
@@ -276,7 +305,7 @@ impl DynamoStore {
                 ],
                 Some("#state IN (:sending, :unknown)"),
             )?,
-            put_if_absent(&self.table, message_item(message))?,
+            put_if_absent(&self.table, message_item(message)?)?,
             update(
                 &self.table,
                 contact_key(&message.workspace_id, &message.wa_id),

@@ -1,5 +1,6 @@
 //! Workspaces, their integrations (numbers) and AI settings.
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::conversations::model::{AiConfig, Integration, IntegrationStatus, Provider};
@@ -8,27 +9,45 @@ use crate::ids::{PhoneNumberId, WorkspaceId};
 
 use super::*;
 
+/// A number connected to a workspace (`PN#<phone_number_id>` / `INTEGRATION`).
+#[derive(Debug, Serialize, Deserialize)]
+struct IntegrationItem {
+    workspace_id: WorkspaceId,
+    provider: Provider,
+    #[serde(default = "active")]
+    status: IntegrationStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Index keys: written, never needed to read an item back.
+    #[serde(default)]
+    gsi1pk: String,
+    #[serde(default)]
+    gsi1sk: String,
+}
+
+fn active() -> IntegrationStatus {
+    IntegrationStatus::Active
+}
+
+/// A workspace (`WS#<workspace_id>` / `WORKSPACE`).
+#[derive(Debug, Serialize)]
+struct WorkspaceItem<'a> {
+    name: &'a str,
+    created_at: Stamp,
+}
+
 impl TenantStore for DynamoStore {
     async fn integration(&self, pn: &PhoneNumberId) -> StoreResult<Option<Integration>> {
         let Some(item) = self.get(integration_key(pn), false).await? else {
             return Ok(None);
         };
-        let provider = match required(&item, "provider")? {
-            "kapso" => Provider::Kapso,
-            "meta" => Provider::Meta,
-            other => return Err(corrupt(format!("unknown provider {other}"))),
-        };
-        let status = match get_s(&item, "status").unwrap_or("active") {
-            "error" => IntegrationStatus::Error,
-            "disconnected" => IntegrationStatus::Disconnected,
-            _ => IntegrationStatus::Active,
-        };
+        let item: IntegrationItem = from_item(item)?;
         Ok(Some(Integration {
             phone_number_id: pn.clone(),
-            workspace_id: WorkspaceId::parse(required(&item, "workspace_id")?).map_err(corrupt)?,
-            provider,
-            status,
-            error: get_s(&item, "error").map(str::to_owned),
+            workspace_id: item.workspace_id,
+            provider: item.provider,
+            status: item.status,
+            error: item.error,
         }))
     }
 
@@ -51,9 +70,9 @@ impl TenantStore for DynamoStore {
     }
 
     async fn ai_config(&self, ws: &WorkspaceId) -> StoreResult<AiConfig> {
-        let item = self.get(ai_config_key(ws), false).await?;
-        match item.as_ref().and_then(|i| get_s(i, "config")) {
-            Some(json) => serde_json::from_str(json).map_err(corrupt),
+        // Settings the workspace never set take their defaults.
+        match self.get(ai_config_key(ws), false).await? {
+            Some(item) => from_item(item),
             None => Ok(AiConfig::default()),
         }
     }
@@ -68,54 +87,30 @@ impl DynamoStore {
         integration: &Integration,
         ai: &AiConfig,
     ) -> StoreResult<()> {
-        let now = ts(OffsetDateTime::now_utc());
-        let mut workspace = key(workspace_key(ws));
-        workspace.extend([
-            ("name".to_owned(), s(name)),
-            ("created_at".to_owned(), now.clone()),
-        ]);
-        let mut config = key(ai_config_key(ws));
-        config.insert(
-            "config".into(),
-            s(serde_json::to_string(ai).map_err(corrupt)?),
-        );
+        let workspace = WorkspaceItem {
+            name,
+            created_at: Stamp(OffsetDateTime::now_utc()),
+        };
         self.put_integration(integration).await?;
-        for item in [workspace, config] {
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .send()
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(())
+        self.put(to_item(workspace_key(ws), &workspace)?).await?;
+        self.put(to_item(ai_config_key(ws), ai)?).await
     }
 
     /// Connects a number to its workspace (seeding: the onboarding issue adds the real flow).
     pub async fn put_integration(&self, integration: &Integration) -> StoreResult<()> {
         let ws = &integration.workspace_id;
-        let mut pn = key(integration_key(&integration.phone_number_id));
-        pn.extend([
-            ("workspace_id".to_owned(), s(ws.as_str())),
-            (
-                "provider".to_owned(),
-                s(match integration.provider {
-                    Provider::Kapso => "kapso",
-                    Provider::Meta => "meta",
-                }),
-            ),
-            ("status".to_owned(), s("active")),
-            ("gsi1pk".to_owned(), s(format!("WS#{}", ws.as_str()))),
-            (
-                "gsi1sk".to_owned(),
-                s(format!(
-                    "INTEGRATION#{}",
-                    integration.phone_number_id.as_str()
-                )),
-            ),
-        ]);
-        self.put(pn).await?;
-        Ok(())
+        let item = IntegrationItem {
+            workspace_id: ws.clone(),
+            provider: integration.provider,
+            status: integration.status,
+            error: integration.error.clone(),
+            gsi1pk: format!("WS#{}", ws.as_str()),
+            gsi1sk: format!("INTEGRATION#{}", integration.phone_number_id.as_str()),
+        };
+        self.put(to_item(
+            integration_key(&integration.phone_number_id),
+            &item,
+        )?)
+        .await
     }
 }
