@@ -4,13 +4,17 @@
 mod batches;
 mod cost;
 mod coverage;
+mod deadline;
 mod exactly_once;
 mod load;
+mod long_replies;
 mod optout;
+mod permanent_failures;
 mod replies;
 mod sam_local;
 mod sending;
 mod skip_rules;
 mod statuses;
 mod storage;
+mod two_numbers;
 mod unknown_outcome;

@@ -37,6 +37,8 @@ pub struct Options {
     pub grok_key: bool,
     pub sealion: bool,
     pub settings: ProcessorSettings,
+    /// The longest one WhatsApp API request may take (the function's default is 10 s).
+    pub whatsapp_timeout: Duration,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             grok_key: false,
             sealion: false,
             settings: ProcessorSettings::default(),
+            whatsapp_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -124,7 +127,14 @@ pub async fn spawn_world(options: Options) -> World {
     let mut settings = options.settings.clone();
     settings.grok_base_url = grok.uri();
     settings.sealion_base_url = options.sealion.then(|| sealion.uri());
-    let processor = build_processor(&stack, store.clone(), &whatsapp.uri(), settings, &stack.aws);
+    let processor = build_processor_with_timeout(
+        &stack,
+        store.clone(),
+        &whatsapp.uri(),
+        settings,
+        &stack.aws,
+        options.whatsapp_timeout,
+    );
     let ingest = stack.ingest();
     World {
         stack,
@@ -160,12 +170,31 @@ pub fn build_processor<S: ProcessorStore>(
     settings: ProcessorSettings,
     secrets_aws: &aws_config::SdkConfig,
 ) -> Arc<Processor<S, SecretsManagerSource>> {
+    build_processor_with_timeout(
+        stack,
+        store,
+        whatsapp_url,
+        settings,
+        secrets_aws,
+        Duration::from_secs(5),
+    )
+}
+
+/// [`build_processor`] with the given WhatsApp request timeout.
+pub fn build_processor_with_timeout<S: TenantStore + ContactStore + MessageStore>(
+    stack: &TestStack,
+    store: S,
+    whatsapp_url: &str,
+    settings: ProcessorSettings,
+    secrets_aws: &aws_config::SdkConfig,
+    whatsapp_timeout: Duration,
+) -> Arc<Processor<S, SecretsManagerSource>> {
     let whatsapp = WhatsAppClient::new(
         WhatsAppConfig {
             kapso_base_url: whatsapp_url.to_owned(),
             meta_base_url: whatsapp_url.to_owned(),
             graph_version: "v24.0".into(),
-            request_timeout: Duration::from_secs(5),
+            request_timeout: whatsapp_timeout,
             connect_timeout: shared::whatsapp::DEFAULT_CONNECT_TIMEOUT,
         },
         RetryPolicy::new(3, Duration::from_millis(5), Duration::from_millis(20)),
@@ -197,12 +226,22 @@ pub async fn invoke<S: ProcessorStore>(
     processor: &Arc<Processor<S, SecretsManagerSource>>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
+    invoke_with_time_left(processor, event, Duration::from_secs(30)).await
+}
+
+/// Calls the function's handler with an invocation deadline `time_left` from now, sent as Lambda
+/// sends it (epoch milliseconds).
+pub async fn invoke_with_time_left<S: TenantStore + ContactStore + MessageStore>(
+    processor: &Arc<Processor<S, SecretsManagerSource>>,
+    event: SqsEvent,
+    time_left: Duration,
+) -> SqsBatchResponse {
     let mut context = lambda_runtime::Context::default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    context.deadline = now + 30_000;
+    context.deadline = now + u64::try_from(time_left.as_millis()).unwrap();
     let event = lambda_runtime::LambdaEvent::new(event, context);
     message_processor::handle(Arc::clone(processor), event)
         .await
@@ -472,4 +511,11 @@ pub fn kapso_text(wamid: &str, text: &str, at: i64, origin: &str) -> Value {
         "is_new_conversation": false,
         "phone_number_id": PHONE_NUMBER_ID
     })
+}
+
+/// The same Meta payload, delivered to another number.
+pub fn to_number(mut payload: Value, phone_number_id: &str) -> Value {
+    payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        phone_number_id.into();
+    payload
 }

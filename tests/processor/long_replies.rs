@@ -1,0 +1,165 @@
+//! An AI answer longer than one WhatsApp text reaches the customer whole: split into several
+//! texts, sent in order under one intent, each stored, and never sent again on redelivery.
+
+use integration_tests::processor::dynamo_item::{Item, n, s};
+use integration_tests::processor::{
+    Options, World, completion, envelopes_of, event, failures, invoke, meta_text, record,
+    spawn_world,
+};
+use shared::crm::Direction;
+use shared::store::MessageStore;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+const WHATSAPP_TEXT_LIMIT: usize = 4096;
+
+/// About 7,300 characters (and more bytes: the accents and dashes take two or three each) in
+/// three paragraphs, the second longer than one text on its own, so it must be cut at a
+/// sentence.
+fn long_answer() -> String {
+    let paragraph = |topic: &str, sentences: usize| {
+        (1..=sentences)
+            .map(|i| format!("Point {i} about {topic} — the café's order nº {i} is noted."))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    [
+        paragraph("delivery", 20),
+        paragraph("returns", 90),
+        paragraph("sizes", 15),
+    ]
+    .join("\n\n")
+}
+
+/// Asserts that `parts`, in order, are `text` cut at whitespace: nothing but the whitespace at
+/// the cuts is missing, and nothing is added, repeated or reordered.
+fn assert_is_split_of(parts: &[String], text: &str) {
+    let mut rest = text.trim_start();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            rest.starts_with(part.as_str()),
+            "part {} continues the answer where part {i} ended",
+            i + 1
+        );
+        rest = &rest[part.len()..];
+        if i + 1 < parts.len() {
+            assert!(
+                rest.starts_with(char::is_whitespace),
+                "part {} ends at whitespace",
+                i + 1
+            );
+        }
+        rest = rest.trim_start();
+    }
+    assert!(rest.is_empty(), "nothing is left out: {rest:?}");
+}
+
+async fn intent(world: &World, key: &str) -> Item {
+    world
+        .store
+        .raw_item((format!("INTENT#{key}"), "INTENT".into()))
+        .await
+        .unwrap()
+        .expect("the intent")
+}
+
+#[tokio::test]
+async fn an_ai_answer_longer_than_one_whatsapp_text_is_sent_in_order_as_several_texts_under_one_intent_and_never_resent()
+ {
+    let world = spawn_world(Options {
+        grok_key: true,
+        ..Options::default()
+    })
+    .await;
+    let answer = long_answer();
+    assert!(answer.chars().count() > WHATSAPP_TEXT_LIMIT);
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(&answer, "grok-test")))
+        .mount(&world.grok)
+        .await;
+    let payload = meta_text("wamid.LONG1", "Tell me everything about my order");
+    world.deliver_meta(&payload).await;
+
+    world.pump().await;
+
+    let sends = world.sent_texts().await;
+    assert!(
+        sends.len() >= 2,
+        "split into several texts: {}",
+        sends.len()
+    );
+    let parts: Vec<String> = sends
+        .iter()
+        .map(|b| b["text"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(
+            part.chars().count() <= WHATSAPP_TEXT_LIMIT,
+            "part {} has {} characters",
+            i + 1,
+            part.chars().count()
+        );
+        assert!(
+            part.ends_with('.'),
+            "part {} ends at a sentence or paragraph, not mid-sentence: …{:?}",
+            i + 1,
+            part.chars()
+                .skip(part.chars().count().saturating_sub(40))
+                .collect::<String>()
+        );
+    }
+    assert_is_split_of(&parts, &answer);
+
+    // One intent: every part carries its key, and it lists every part's wamid in order.
+    let key = sends[0]["biz_opaque_callback_data"]
+        .as_str()
+        .expect("callback data")
+        .to_owned();
+    assert!(key.ends_with("#wamid.LONG1"), "{key}");
+    assert!(
+        sends
+            .iter()
+            .all(|b| b["biz_opaque_callback_data"] == key.as_str())
+    );
+    let wamids: Vec<String> = (1..=parts.len())
+        .map(|i| format!("wamid.REPLY{i:04}"))
+        .collect();
+    let intent = intent(&world, &key).await;
+    assert_eq!(s(&intent, "state"), "sent");
+    assert_eq!(n(&intent, "parts_sent"), Some(parts.len() as i64));
+    let listed: Vec<String> = intent["wamids"]
+        .as_l()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_s().unwrap().clone())
+        .collect();
+    assert_eq!(listed, wamids);
+
+    // Every part is stored as an outbound message of the conversation, with its own text.
+    let conversation = world.conversation_id().await;
+    let mut stored: Vec<(String, String)> = world
+        .store
+        .history(&conversation, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == Direction::Outbound)
+        .map(|m| (m.wamid.as_str().to_owned(), m.text.unwrap_or_default()))
+        .collect();
+    stored.sort();
+    let expected: Vec<(String, String)> = wamids.into_iter().zip(parts.clone()).collect();
+    assert_eq!(stored, expected);
+
+    // A redelivery of the question sends nothing more.
+    let envelope = envelopes_of(&payload).remove(0);
+    let again = invoke(
+        &world.processor,
+        event(vec![record("long-again", &envelope)]),
+    )
+    .await;
+
+    assert!(failures(&again).is_empty());
+    assert_eq!(world.sent_texts().await.len(), parts.len());
+    assert_eq!(world.grok.received_requests().await.unwrap().len(), 1);
+}
