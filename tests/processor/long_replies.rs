@@ -6,8 +6,8 @@ use integration_tests::processor::{
     Options, World, completion, envelopes_of, event, failures, invoke, meta_text, record,
     spawn_world,
 };
-use shared::crm::Direction;
-use shared::store::MessageStore;
+use shared::conversations::model::Direction;
+use shared::conversations::store::MessageStore;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 

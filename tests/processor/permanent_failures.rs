@@ -12,7 +12,7 @@ use integration_tests::unique_name;
 use local_stack::bridge::PumpReport;
 use serde_json::Value;
 use shared::adapters::dynamo;
-use shared::crm::{AiConfig, Integration, IntegrationStatus, Provider};
+use shared::conversations::model::{AiConfig, Integration, IntegrationStatus, Provider};
 use shared::ids::{PhoneNumberId, WorkspaceId};
 
 /// The number of a second workspace, whose AI config gets corrupted.
@@ -61,8 +61,8 @@ async fn seed_second_workspace(world: &World) -> (WorkspaceId, Integration, AiCo
     (workspace, integration, ai)
 }
 
-/// Overwrites the workspace's AI config with JSON that does not parse, as a bad hand edit or a
-/// half-migrated item would leave it.
+/// Overwrites the workspace's AI config with attributes of the wrong type, as a bad hand edit or
+/// a half-migrated item would leave them.
 async fn corrupt_ai_config(world: &World, workspace: &WorkspaceId) {
     let (pk, sk) = dynamo::ai_config_key(workspace);
     aws_sdk_dynamodb::Client::new(&world.stack.aws)
@@ -70,10 +70,8 @@ async fn corrupt_ai_config(world: &World, workspace: &WorkspaceId) {
         .table_name(world.store.table())
         .item("pk", AttributeValue::S(pk))
         .item("sk", AttributeValue::S(sk))
-        .item(
-            "config",
-            AttributeValue::S(r#"{"enabled": tru, "system_prompt": "#.into()),
-        )
+        .item("enabled", AttributeValue::S("tru".into()))
+        .item("grok_weight", AttributeValue::S("fifty".into()))
         .send()
         .await
         .unwrap();

@@ -10,9 +10,9 @@ use integration_tests::processor::{
 };
 use serde_json::Value;
 use shared::adapters::dynamo;
-use shared::crm::{Direction, Integration, IntegrationStatus, Provider};
+use shared::conversations::model::{Direction, Integration, IntegrationStatus, Provider};
+use shared::conversations::store::MessageStore;
 use shared::ids::{ConversationId, PhoneNumberId};
-use shared::store::MessageStore;
 
 /// The workspace's second number.
 const SECOND_NUMBER: &str = "106540352243333";

@@ -181,7 +181,7 @@ pub fn build_processor<S: ProcessorStore>(
 }
 
 /// [`build_processor`] with the given WhatsApp request timeout.
-pub fn build_processor_with_timeout<S: TenantStore + ContactStore + MessageStore>(
+pub fn build_processor_with_timeout<S: ProcessorStore>(
     stack: &TestStack,
     store: S,
     whatsapp_url: &str,
@@ -231,7 +231,7 @@ pub async fn invoke<S: ProcessorStore>(
 
 /// Calls the function's handler with an invocation deadline `time_left` from now, sent as Lambda
 /// sends it (epoch milliseconds).
-pub async fn invoke_with_time_left<S: TenantStore + ContactStore + MessageStore>(
+pub async fn invoke_with_time_left<S: ProcessorStore>(
     processor: &Arc<Processor<S, SecretsManagerSource>>,
     event: SqsEvent,
     time_left: Duration,
