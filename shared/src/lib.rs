@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod ai;
 pub mod config;
 pub mod crm;
+pub mod dashboard;
 pub mod envelope;
 pub mod ids;
 pub mod ingest;
