@@ -61,8 +61,8 @@ async fn get_ai_config<S: SecretSource, D: AiConfigStore>(
     Ok(axum::Json(ai_settings::get(&api.store, &workspace).await?))
 }
 
-/// Replaces the caller's AI settings; the message processor uses them from its next cache
-/// refresh on.
+/// Replaces the caller's AI settings. The message processor answers with them within 30
+/// seconds (it caches a workspace's settings that long).
 #[utoipa::path(put, path = "/v1/ai-config", tag = "ai", security(("bearer" = [])),
     request_body = AiSettings,
     responses(
