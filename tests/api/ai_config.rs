@@ -124,7 +124,8 @@ async fn invalid_settings_get_400_naming_the_field_and_change_nothing() {
     let api = spawn_api().await;
     let ws = workspace("ws");
     let token = token(&ws);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change)> = vec![
         ("grokWeight", Box::new(|s| s["grokWeight"] = 101.into())),
         ("grokWeight", Box::new(|s| s["grokWeight"] = (-1).into())),
         ("grokWeight", Box::new(|s| s["grokWeight"] = "half".into())),

@@ -229,7 +229,8 @@ mod tests {
 
     #[test]
     fn each_out_of_range_value_is_refused_naming_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut AiSettings)>)> = vec![
+        type Change = Box<dyn Fn(&mut AiSettings)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("grokWeight", Box::new(|s| s.grok_weight = 101)),
             ("grokWeight", Box::new(|s| s.grok_weight = -1)),
             ("historyLength", Box::new(|s| s.history_length = 51)),
