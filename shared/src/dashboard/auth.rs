@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::jwks::JwksCache;
 use crate::ids::WorkspaceId;
-use crate::secrets::{SecretSource, SecretsCache, SecretsError};
+use crate::secrets::{SecretSource, SecretsCache};
 
 /// The workspace claim Clerk's organisation tokens carry.
 pub const DEFAULT_WORKSPACE_CLAIM: &str = "org_id";
@@ -155,10 +155,10 @@ impl<S: SecretSource> Authenticator<S> {
 }
 
 async fn hmac_key<S: SecretSource>(secrets: &SecretsCache<S>) -> Result<DecodingKey, AuthError> {
-    let secrets = secrets.get().await.map_err(|e| match e {
-        SecretsError::Unavailable(m) => AuthError::KeysUnavailable(m),
-        other => AuthError::KeysUnavailable(other.to_string()),
-    })?;
+    let secrets = secrets
+        .get()
+        .await
+        .map_err(|e| AuthError::KeysUnavailable(e.to_string()))?;
     let secret = secrets
         .dashboard_jwt_secret
         .as_ref()
@@ -196,6 +196,7 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
+    use crate::secrets::SecretsError;
 
     const SECRET: &str = "test-dashboard-secret";
 
