@@ -168,6 +168,78 @@ impl ProcessorConfig {
     }
 }
 
+/// Settings of the send API (the dashboard's HTTP API).
+#[derive(Debug, Clone)]
+pub struct SendApiConfig {
+    pub common: CommonConfig,
+    /// The app table (`TABLE_NAME`).
+    pub table_name: String,
+    pub auth: crate::dashboard::auth::AuthConfig,
+}
+
+impl SendApiConfig {
+    /// Bearer token settings: `JWT_ISSUER` and `JWT_AUDIENCE` (required), `JWT_WORKSPACE_CLAIM`
+    /// (default `org_id`), `JWKS_URL` (keys from the identity provider; unset: the HS256
+    /// `dashboard_jwt_secret` of the app secret), `JWT_ALGORITHMS` (comma-separated; default
+    /// `RS256` with a JWKS URL, `HS256` without).
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        use crate::dashboard::auth::{
+            AuthConfig, DEFAULT_WORKSPACE_CLAIM, JwksSettings, KeySource,
+        };
+        use jsonwebtoken::{Algorithm, AlgorithmFamily};
+
+        let keys = match env.optional("JWKS_URL") {
+            Some(url) => KeySource::Jwks(JwksSettings::new(url.trim())),
+            None => KeySource::AppSecret,
+        };
+        let default_algorithms = match keys {
+            KeySource::Jwks(_) => "RS256",
+            KeySource::AppSecret => "HS256",
+        };
+        let algorithms = env
+            .optional("JWT_ALGORITHMS")
+            .unwrap_or(default_algorithms)
+            .split(',')
+            .map(|a| {
+                a.trim()
+                    .parse::<Algorithm>()
+                    .map_err(|_| ConfigError::Invalid {
+                        name: "JWT_ALGORITHMS",
+                        reason: format!("unknown algorithm {a:?}"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // A JWKS holds public keys and the app secret one shared key: accepting the other family
+        // would let a public key be used as an HMAC secret (algorithm confusion).
+        let hmac = |a: &Algorithm| a.family() == AlgorithmFamily::Hmac;
+        let mismatched = match keys {
+            KeySource::Jwks(_) => algorithms.iter().any(hmac),
+            KeySource::AppSecret => !algorithms.iter().all(hmac),
+        };
+        if mismatched {
+            return Err(ConfigError::Invalid {
+                name: "JWT_ALGORITHMS",
+                reason: "HS* algorithms go with the app secret (no JWKS_URL), RS*/ES*/PS*/EdDSA with JWKS_URL".into(),
+            });
+        }
+        Ok(Self {
+            common: CommonConfig::from_env(env)?,
+            table_name: env.required("TABLE_NAME")?.to_owned(),
+            auth: AuthConfig {
+                issuer: env.required("JWT_ISSUER")?.trim().to_owned(),
+                audience: env.required("JWT_AUDIENCE")?.trim().to_owned(),
+                algorithms,
+                workspace_claim: env
+                    .optional("JWT_WORKSPACE_CLAIM")
+                    .unwrap_or(DEFAULT_WORKSPACE_CLAIM)
+                    .trim()
+                    .to_owned(),
+                keys,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +309,77 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn send_api_env<'a>(extra: &[(&'a str, &'a str)]) -> Env {
+        let mut pairs = vec![
+            ("APP_SECRET_ID", "app"),
+            ("TABLE_NAME", "t"),
+            ("JWT_ISSUER", "https://clerk.example.com"),
+            ("JWT_AUDIENCE", "send-api"),
+        ];
+        pairs.extend_from_slice(extra);
+        Env::from_pairs(pairs)
+    }
+
+    #[test]
+    fn send_api_config_without_a_jwks_url_verifies_hs256_with_the_app_secret() {
+        use crate::dashboard::auth::KeySource;
+        let config = SendApiConfig::from_env(&send_api_env(&[])).unwrap();
+        assert_eq!(config.auth.keys, KeySource::AppSecret);
+        assert_eq!(config.auth.algorithms, [jsonwebtoken::Algorithm::HS256]);
+        assert_eq!(config.auth.workspace_claim, "org_id");
+    }
+
+    #[test]
+    fn send_api_config_with_a_jwks_url_defaults_to_rs256_and_reads_the_claim_name() {
+        use crate::dashboard::auth::KeySource;
+        let env = send_api_env(&[
+            (
+                "JWKS_URL",
+                "https://clerk.example.com/.well-known/jwks.json",
+            ),
+            ("JWT_WORKSPACE_CLAIM", "custom:org_id"),
+        ]);
+        let config = SendApiConfig::from_env(&env).unwrap();
+        assert!(matches!(config.auth.keys, KeySource::Jwks(ref s) if s.url.ends_with("jwks.json")));
+        assert_eq!(config.auth.algorithms, [jsonwebtoken::Algorithm::RS256]);
+        assert_eq!(config.auth.workspace_claim, "custom:org_id");
+    }
+
+    #[test]
+    fn send_api_config_refuses_algorithms_of_the_wrong_family_for_its_keys() {
+        for extra in [
+            vec![
+                ("JWKS_URL", "https://idp/jwks"),
+                ("JWT_ALGORITHMS", "RS256,HS256"),
+            ],
+            vec![("JWT_ALGORITHMS", "RS256")],
+            vec![("JWT_ALGORITHMS", "none")],
+        ] {
+            assert!(
+                matches!(
+                    SendApiConfig::from_env(&send_api_env(&extra)),
+                    Err(ConfigError::Invalid {
+                        name: "JWT_ALGORITHMS",
+                        ..
+                    })
+                ),
+                "{extra:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn send_api_config_requires_issuer_and_audience() {
+        let env = Env::from_pairs([
+            ("APP_SECRET_ID", "app"),
+            ("TABLE_NAME", "t"),
+            ("JWT_AUDIENCE", "a"),
+        ]);
+        assert_eq!(
+            SendApiConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing("JWT_ISSUER")
+        );
     }
 }

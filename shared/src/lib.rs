@@ -3,7 +3,9 @@
 //! One folder per capability, each with its use case, its ports and its domain types:
 //! - `ingest`: verify a webhook delivery, split it into envelopes, enqueue them;
 //! - `conversations`: the message processor, storing contacts, conversations, messages and
-//!   statuses exactly once and answering with the AI.
+//!   statuses exactly once and answering with the AI;
+//! - `dashboard`: the send API's use cases (who is calling, and what they may read and change in
+//!   their own workspace).
 //!
 //! The cross-cutting pieces sit beside them: `ids`, `envelope` (the unit that travels from
 //! ingest to the processor), `whatsapp` (the one WhatsApp client), `ai`, `secrets`, `config`,
@@ -14,6 +16,7 @@ pub mod adapters;
 pub mod ai;
 pub mod config;
 pub mod conversations;
+pub mod dashboard;
 pub mod envelope;
 pub mod ids;
 pub mod ingest;

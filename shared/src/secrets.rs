@@ -27,6 +27,9 @@ pub struct AppSecrets {
     pub meta_access_token: Option<SecretString>,
     /// xAI API key for Grok.
     pub grok_api_key: Option<SecretString>,
+    /// HS256 key of the dashboard API's Bearer tokens, when no JWKS URL is configured (the local
+    /// stack mints tokens with it). Absent: every dashboard request is refused.
+    pub dashboard_jwt_secret: Option<SecretString>,
 }
 
 impl AppSecrets {

@@ -6,6 +6,7 @@ pub mod moto;
 pub mod paths;
 pub mod standins;
 pub mod template;
+pub mod token;
 pub mod watch;
 
 pub use moto::MotoServer;

@@ -1,5 +1,6 @@
 //! `local-stack demo` pushes a signed WhatsApp message through the real functions and shows
-//! every step; `local-stack up` keeps the stack running for manual requests.
+//! every step; `local-stack up` keeps the stack running for manual requests; `local-stack token
+//! [WORKSPACE]` prints a Bearer token for the send API of a running stack.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 use local_stack::bridge::{Bridge, HttpInvoker};
 use local_stack::standins::{self, StandIn};
+use local_stack::token::{LOCAL_JWT_SECRET, TokenSpec};
 use local_stack::watch::LambdaWatch;
 use local_stack::{MotoServer, Template, aws_config_for, aws_env, free_port, paths};
 use serde_json::{Value, json};
@@ -52,6 +54,7 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "kapso_project_webhook_secret": KAPSO_PROJECT_SECRET,
         "meta_access_token": "local-meta-access-token",
         "kapso_api_key": "local-kapso-api-key",
+        "dashboard_jwt_secret": LOCAL_JWT_SECRET,
     });
     let provisioned = template
         .provision(&aws, STACK_NAME, &secrets.to_string())
@@ -79,6 +82,8 @@ async fn start_stack() -> anyhow::Result<Stack> {
         env.extend(template.function_env(function, &provisioned)?);
     }
     env.extend(aws_env(&moto.endpoint));
+    // The send API verifies HS256 tokens the stack mints (`local-stack token`).
+    env.extend(local_stack::token::auth_env());
     // Outside services point at the stand-ins: nothing leaves the machine.
     env.insert("KAPSO_BASE_URL".into(), whatsapp.base_url.clone());
     env.insert("META_GRAPH_BASE_URL".into(), whatsapp.base_url.clone());
@@ -378,6 +383,33 @@ async fn demo() -> anyhow::Result<()> {
         "expected exactly one reply, the stand-in saw {texts}"
     );
 
+    step("The dashboard API reads the workspace's AI settings, with a token and without");
+    let token = TokenSpec::local(WORKSPACE).mint()?;
+    let response = http
+        .get(format!("{base}/v1/ai-config"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    let status = response.status();
+    let settings: Value = response.json().await?;
+    detail(&format!(
+        "GET /v1/ai-config (Bearer token for {WORKSPACE}) -> {status} enabled={} grokWeight={}",
+        settings["enabled"], settings["grokWeight"]
+    ));
+    ensure!(
+        status == 200 && settings["enabled"] == true,
+        "the send API did not serve the seeded AI settings"
+    );
+    let response = http.get(format!("{base}/v1/ai-config")).send().await?;
+    detail(&format!(
+        "GET /v1/ai-config (no token) -> {}",
+        response.status()
+    ));
+    ensure!(
+        response.status() == 401,
+        "the send API served a request without a token"
+    );
+
     step("Demo complete: verified, enqueued once, stored once, answered once, delivered and read");
     Ok(())
 }
@@ -475,6 +507,14 @@ async fn up() -> anyhow::Result<()> {
     detail(&format!("Meta verify token:  {VERIFY_TOKEN}"));
     detail(&format!("Kapso secret:       {KAPSO_SECRET}"));
     detail(&format!("Kapso project:      {KAPSO_PROJECT_SECRET}"));
+    let token = TokenSpec::local(WORKSPACE).mint()?;
+    detail(&format!(
+        "send API (an hour's token for {WORKSPACE}; `local-stack token` mints more):"
+    ));
+    detail(&format!(
+        "curl -H 'Authorization: Bearer {token}' {}/v1/ai-config",
+        stack.watch.base_url()
+    ));
     tokio::signal::ctrl_c().await?;
     Ok(())
 }
@@ -503,6 +543,17 @@ async fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("demo") => demo().await,
         Some("up") => up().await,
-        _ => bail!("usage: local-stack <demo|up>"),
+        Some("token") => {
+            let workspace = std::env::args().nth(2).unwrap_or_else(|| WORKSPACE.into());
+            let token = TokenSpec::local(&workspace).mint()?;
+            let port = std::env::var("WATCH_PORT").unwrap_or_else(|_| "<WATCH_PORT>".into());
+            eprintln!("# a token for workspace {workspace}, valid for an hour; for example:");
+            eprintln!(
+                "# curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:{port}/v1/ai-config"
+            );
+            println!("{token}");
+            Ok(())
+        }
+        _ => bail!("usage: local-stack <demo|up|token [WORKSPACE]>"),
     }
 }

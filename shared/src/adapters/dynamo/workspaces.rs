@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use crate::conversations::model::{AiConfig, Integration, IntegrationStatus, Provider};
 use crate::conversations::store::{StoreResult, TenantStore};
+use crate::dashboard::ai_settings::AiConfigStore;
 use crate::ids::{PhoneNumberId, WorkspaceId};
 
 use super::*;
@@ -78,6 +79,33 @@ impl TenantStore for DynamoStore {
     }
 }
 
+/// A workspace's AI settings (`WS#<workspace_id>` / `AI_CONFIG`), one attribute per setting.
+#[derive(Debug, Serialize)]
+struct AiConfigItem<'a> {
+    #[serde(flatten)]
+    config: &'a AiConfig,
+    updated_at: Stamp,
+}
+
+/// The dashboard reads and writes the very item the processor reads.
+impl AiConfigStore for DynamoStore {
+    async fn read_ai_config(&self, ws: &WorkspaceId) -> StoreResult<AiConfig> {
+        // Strongly consistent: a dashboard reads back what it has just saved.
+        match self.get(ai_config_key(ws), true).await? {
+            Some(item) => from_item(item),
+            None => Ok(AiConfig::default()),
+        }
+    }
+
+    async fn write_ai_config(&self, ws: &WorkspaceId, config: &AiConfig) -> StoreResult<()> {
+        let item = AiConfigItem {
+            config,
+            updated_at: Stamp(OffsetDateTime::now_utc()),
+        };
+        self.put(to_item(ai_config_key(ws), &item)?).await
+    }
+}
+
 /// Seeding for the local stack and tests: a workspace, its integration and its AI settings.
 impl DynamoStore {
     pub async fn put_workspace(
@@ -93,7 +121,7 @@ impl DynamoStore {
         };
         self.put_integration(integration).await?;
         self.put(to_item(workspace_key(ws), &workspace)?).await?;
-        self.put(to_item(ai_config_key(ws), ai)?).await
+        self.write_ai_config(ws, ai).await
     }
 
     /// Connects a number to its workspace (seeding: the onboarding issue adds the real flow).

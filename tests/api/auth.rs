@@ -1,0 +1,217 @@
+//! Every `/v1/` route but the OpenAPI document needs a valid Bearer token; each way a token can
+//! be wrong gets 401 with the one error shape, and the API never runs the route.
+
+use integration_tests::{default_secrets, fixture};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use local_stack::token::{LOCAL_JWT_AUDIENCE, LOCAL_JWT_ISSUER, LOCAL_JWT_SECRET, TokenSpec};
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{TestApi, spawn_api, spawn_api_with, token, workspace};
+
+async fn assert_unauthenticated(api: &TestApi, token: Option<&str>, why: &str) {
+    let reply = api.get("/v1/ai-config", token).await;
+    assert_eq!(reply.status, 401, "{why}: {}", reply.body);
+    assert_eq!(reply.error_code(), "unauthenticated", "{why}");
+    assert_eq!(reply.headers["www-authenticate"], "Bearer", "{why}");
+}
+
+#[tokio::test]
+async fn a_valid_token_reaches_the_route() {
+    let api = spawn_api().await;
+    let reply = api
+        .get("/v1/ai-config", Some(&token(&workspace("ws"))))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn a_request_without_a_token_gets_401() {
+    let api = spawn_api().await;
+    assert_unauthenticated(&api, None, "no Authorization header").await;
+    let reply = api
+        .put("/v1/ai-config", None, &json!({ "enabled": true }))
+        .await;
+    assert_eq!(reply.status, 401, "a write without a token: {}", reply.body);
+}
+
+#[tokio::test]
+async fn a_token_with_a_bad_signature_gets_401() {
+    let api = spawn_api().await;
+    let forged = TokenSpec {
+        secret: "not-the-local-secret",
+        ..TokenSpec::local("ws-any")
+    }
+    .mint()
+    .unwrap();
+    assert_unauthenticated(&api, Some(&forged), "signed with another key").await;
+    let valid = token(&workspace("ws"));
+    let mut parts: Vec<&str> = valid.split('.').collect();
+    parts[2] = "c2lnbmF0dXJl";
+    assert_unauthenticated(&api, Some(&parts.join(".")), "signature replaced").await;
+    assert_unauthenticated(&api, Some("not-a-jwt"), "not a JWT").await;
+}
+
+#[tokio::test]
+async fn an_expired_token_gets_401() {
+    let api = spawn_api().await;
+    let ws = workspace("ws");
+    let an_hour_ago = time::OffsetDateTime::now_utc().unix_timestamp() - 7200;
+    let expired = TokenSpec::local(ws.as_str()).mint_at(an_hour_ago).unwrap();
+    assert_unauthenticated(&api, Some(&expired), "expired an hour ago").await;
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_gets_401() {
+    let api = spawn_api().await;
+    let other = TokenSpec {
+        audience: "another-api",
+        ..TokenSpec::local("ws-any")
+    }
+    .mint()
+    .unwrap();
+    assert_unauthenticated(&api, Some(&other), "wrong audience").await;
+}
+
+#[tokio::test]
+async fn a_token_from_another_issuer_gets_401() {
+    let api = spawn_api().await;
+    let other = TokenSpec {
+        issuer: "https://evil.invalid",
+        ..TokenSpec::local("ws-any")
+    }
+    .mint()
+    .unwrap();
+    assert_unauthenticated(&api, Some(&other), "wrong issuer").await;
+}
+
+#[tokio::test]
+async fn a_token_without_a_workspace_gets_401() {
+    let api = spawn_api().await;
+    let no_workspace = TokenSpec {
+        workspace_claim: "team",
+        ..TokenSpec::local("ws-any")
+    }
+    .mint()
+    .unwrap();
+    assert_unauthenticated(&api, Some(&no_workspace), "no org_id claim").await;
+}
+
+#[tokio::test]
+async fn without_a_token_secret_in_the_app_secret_every_token_gets_401() {
+    let api = spawn_api_with(default_secrets(), &[]).await;
+    assert_unauthenticated(
+        &api,
+        Some(&token(&workspace("ws"))),
+        "no dashboard_jwt_secret",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_jwks_key_rotation_is_picked_up() {
+    let idp = MockServer::start().await;
+    let serve = |jwks: &'static str| {
+        Mock::given(method("GET"))
+            .and(path("/.well-known/jwks.json"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(fixture(jwks), "application/json"),
+            )
+    };
+    serve("jwt/jwks-a.json").mount(&idp).await;
+    let jwks_url = format!("{}/.well-known/jwks.json", idp.uri());
+    let api = spawn_api_with(
+        default_secrets(),
+        &[("JWKS_URL", jwks_url.as_str()), ("JWT_ALGORITHMS", "RS256")],
+    )
+    .await;
+    let ws = workspace("ws");
+    let signed = |key: &str, kid: &str| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.into());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = json!({ "iss": LOCAL_JWT_ISSUER, "aud": LOCAL_JWT_AUDIENCE, "exp": now + 300, "org_id": ws.as_str() });
+        let key = EncodingKey::from_rsa_pem(&fixture(key)).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+
+    let reply = api
+        .get(
+            "/v1/ai-config",
+            Some(&signed("jwt/rsa-a.pem", "test-key-a")),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "key A: {}", reply.body);
+    let before = signed("jwt/rsa-b.pem", "test-key-b");
+    assert_unauthenticated(
+        &api,
+        Some(&before),
+        "key B before the provider publishes it",
+    )
+    .await;
+
+    idp.reset().await;
+    serve("jwt/jwks-a-b.json").mount(&idp).await;
+    let reply = api
+        .get(
+            "/v1/ai-config",
+            Some(&signed("jwt/rsa-b.pem", "test-key-b")),
+        )
+        .await;
+    assert_eq!(
+        reply.status, 200,
+        "key B after the rotation: {}",
+        reply.body
+    );
+    assert_eq!(
+        idp.received_requests().await.unwrap().len(),
+        1,
+        "one refresh"
+    );
+
+    // The local HS256 secret means nothing to a JWKS verifier.
+    let hs256 = TokenSpec {
+        secret: LOCAL_JWT_SECRET,
+        ..TokenSpec::local(ws.as_str())
+    }
+    .mint()
+    .unwrap();
+    assert_unauthenticated(&api, Some(&hs256), "HS256 where RS256 is configured").await;
+}
+
+#[tokio::test]
+async fn an_unreachable_jwks_endpoint_gets_503_not_a_pass() {
+    let api = spawn_api_with(
+        default_secrets(),
+        &[
+            ("JWKS_URL", "http://127.0.0.1:9/jwks.json"),
+            ("JWT_ALGORITHMS", "RS256"),
+        ],
+    )
+    .await;
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("test-key-a".into());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = json!({ "iss": LOCAL_JWT_ISSUER, "aud": LOCAL_JWT_AUDIENCE, "exp": now + 300, "org_id": "ws-a" });
+    let key = EncodingKey::from_rsa_pem(&fixture("jwt/rsa-a.pem")).unwrap();
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let reply = api.get("/v1/ai-config", Some(&token)).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.error_code(), "auth_unavailable");
+    assert!(reply.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn the_openapi_document_needs_no_token_and_unknown_routes_get_a_json_404() {
+    let api = spawn_api().await;
+    let reply = api.get("/v1/openapi.json", None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["info"]["title"], "send-api");
+    let reply = api.get("/v1/nothing-here", None).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error_code(), "not_found");
+    let reply = api.send("DELETE", "/v1/ai-config", None, None).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.error_code(), "method_not_allowed");
+}

@@ -1,0 +1,8 @@
+//! The send API suite: the real router in-process (as `lambda_http` hands it API Gateway
+//! events) against moto, with wiremock standing in for an identity provider's JWKS.
+
+mod ai_config;
+mod auth;
+mod helpers;
+mod local_stack;
+mod spec;
