@@ -6,21 +6,14 @@
 use std::process::Command;
 use std::time::Duration;
 
-use integration_tests::{moto_endpoint, template};
-use local_stack::{aws_env, free_port, paths, watch::LambdaWatch};
+use local_stack::paths;
 
-use crate::helpers::{spawn_api, token, workspace};
+use crate::helpers::{spawn_api, token, watch_send_api, workspace};
 
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     let api = spawn_api().await;
-    let mut env = template()
-        .function_env("SendApiFunction", &api.stack.provisioned)
-        .unwrap();
-    env.extend(aws_env(moto_endpoint()));
-    env.extend(local_stack::token::auth_env());
-    let mut watch = LambdaWatch::start(free_port().unwrap(), &env).unwrap();
-    watch.wait_listening(Duration::from_secs(60)).unwrap();
+    let watch = watch_send_api(&api);
     let base = watch.base_url();
     // The first invocation compiles the function; schemathesis should not time that.
     let warm = reqwest::Client::builder()
