@@ -5,4 +5,5 @@ mod ai_config;
 mod auth;
 mod helpers;
 mod local_stack;
+mod send;
 mod spec;
