@@ -60,7 +60,9 @@ pub struct SendMessageRequest {
     pub message: MessageContent,
 }
 
-/// What to send; `type` says which kind.
+/// What to send; `type` says which kind. (Its variants do not refuse unknown fields: their
+/// schemas are combined with `type` by `allOf`, which `additionalProperties: false` would
+/// make unsatisfiable.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum MessageContent {
@@ -78,7 +80,7 @@ pub enum MessageContent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TextContent {
     #[schema(min_length = 1, max_length = 4096)]
     pub body: String,
@@ -91,7 +93,7 @@ pub struct TextContent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TemplateContent {
     /// An approved template's name.
     pub name: String,
@@ -105,7 +107,7 @@ pub struct TemplateContent {
 
 /// Media by public HTTPS `link` or uploaded media `id` (one of the two).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct MediaContent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
@@ -120,7 +122,7 @@ pub struct MediaContent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ButtonsContent {
     pub body: String,
     /// One to three quick-reply buttons.
@@ -139,7 +141,7 @@ pub struct Button {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ListContent {
     pub body: String,
     /// The label of the button that opens the list.
@@ -170,7 +172,7 @@ pub struct Row {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ReactionContent {
     /// The wamid of the message reacted to.
     pub message_id: String,
