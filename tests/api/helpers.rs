@@ -13,10 +13,10 @@ use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::config::{Env, SendApiConfig};
 use shared::dashboard::auth::KeySource;
-use shared::retry::RetryPolicy;
-use shared::whatsapp::WhatsAppClient;
 use shared::ids::WorkspaceId;
+use shared::retry::RetryPolicy;
 use shared::secrets::SecretsCache;
+use shared::whatsapp::WhatsAppClient;
 
 pub struct TestApi {
     pub stack: TestStack,

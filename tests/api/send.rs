@@ -13,9 +13,7 @@ use integration_tests::processor::{
 use integration_tests::{PHONE_NUMBER_ID, default_secrets};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::{self, DynamoStore};
-use shared::conversations::model::{
-    AiConfig, Integration, IntegrationStatus, Provider,
-};
+use shared::conversations::model::{AiConfig, Integration, IntegrationStatus, Provider};
 use shared::conversations::processor::ProcessorSettings;
 use shared::conversations::store::{ContactStore, TenantStore};
 use shared::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
@@ -150,8 +148,10 @@ fn text(body: &str) -> Value {
 }
 
 fn template(name: &str) -> Value {
-    to_customer(json!({ "type": "template", "name": name, "language": "en_US",
-        "components": [{ "type": "body", "parameters": [{ "type": "text", "text": "42" }] }] }))
+    to_customer(
+        json!({ "type": "template", "name": name, "language": "en_US",
+        "components": [{ "type": "body", "parameters": [{ "type": "text", "text": "42" }] }] }),
+    )
 }
 
 #[tokio::test]
@@ -261,10 +261,12 @@ async fn outside_the_window_a_text_gets_422_before_any_call_and_a_template_still
     let reply = scene.post(&text("Sorry for the wait"), None).await;
     assert_eq!(reply.status, 422, "{}", reply.body);
     assert_eq!(reply.error_code(), "outside_customer_service_window");
-    assert!(reply.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("template"));
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("template")
+    );
     assert!(scene.sent().await.is_empty(), "no request reached WhatsApp");
 
     let reply = scene.post(&template("follow_up"), None).await;
@@ -275,11 +277,17 @@ async fn outside_the_window_a_text_gets_422_before_any_call_and_a_template_still
     let contact = scene
         .api
         .processor_store
-        .raw_item(dynamo::contact_key(&scene.ws, &WaId::parse(CUSTOMER).unwrap()))
+        .raw_item(dynamo::contact_key(
+            &scene.ws,
+            &WaId::parse(CUSTOMER).unwrap(),
+        ))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(s(&contact, &thread("conversation_id")), answer["conversationId"]);
+    assert_eq!(
+        s(&contact, &thread("conversation_id")),
+        answer["conversationId"]
+    );
     let stored = scene.message_item(answer["wamid"].as_str().unwrap()).await;
     assert_eq!(s(&stored, "type"), "template");
 }
@@ -403,18 +411,36 @@ async fn validation_errors_name_the_field() {
     let scene = scene().await;
     scene.customer_writes("wamid.IN1", "Hi", 10).await;
     let cases = [
-        (json!({ "phone": "6505551234", "message": { "type": "text", "body": "x" } }), "phone"),
-        (json!({ "message": { "type": "text", "body": "x" } }), "contactId"),
+        (
+            json!({ "phone": "6505551234", "message": { "type": "text", "body": "x" } }),
+            "phone",
+        ),
+        (
+            json!({ "message": { "type": "text", "body": "x" } }),
+            "contactId",
+        ),
         (text(""), "message.body"),
-        (to_customer(json!({ "type": "image", "caption": "no source" })), "message.link"),
+        (
+            to_customer(json!({ "type": "image", "caption": "no source" })),
+            "message.link",
+        ),
         (
             to_customer(json!({ "type": "buttons", "body": "Pick",
                 "buttons": [{"id":"1","title":"a"},{"id":"2","title":"b"},{"id":"3","title":"c"},{"id":"4","title":"d"}] })),
             "message.buttons",
         ),
-        (to_customer(json!({ "type": "reaction", "messageId": "", "emoji": "x" })), "message.messageId"),
-        (json!({ "contactId": CUSTOMER, "phoneNumberId": "abc", "message": { "type": "text", "body": "x" } }), "phoneNumberId"),
-        (json!({ "contactId": CUSTOMER, "message": { "type": "text", "body": "x" }, "extra": 1 }), "extra"),
+        (
+            to_customer(json!({ "type": "reaction", "messageId": "", "emoji": "x" })),
+            "message.messageId",
+        ),
+        (
+            json!({ "contactId": CUSTOMER, "phoneNumberId": "abc", "message": { "type": "text", "body": "x" } }),
+            "phoneNumberId",
+        ),
+        (
+            json!({ "contactId": CUSTOMER, "message": { "type": "text", "body": "x" }, "extra": 1 }),
+            "extra",
+        ),
     ];
     for (body, field) in cases {
         let reply = scene.post(&body, None).await;
@@ -459,11 +485,15 @@ async fn a_dashboard_message_covers_the_pending_customer_message_so_the_processo
  {
     let scene = scene().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(completion("AI answer", "grok-3-mini")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(completion("AI answer", "grok-3-mini")),
+        )
         .mount(&scene.grok)
         .await;
     // The customer's message is stored before the AI got to it (AI still off for it).
-    scene.customer_writes("wamid.IN1", "Do you deliver?", 5).await;
+    scene
+        .customer_writes("wamid.IN1", "Do you deliver?", 5)
+        .await;
     let reply = scene.post(&text("Yes, we do!"), None).await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert_eq!(reply.json()["covers"], json!(["wamid.IN1"]));
@@ -472,7 +502,10 @@ async fn a_dashboard_message_covers_the_pending_customer_message_so_the_processo
     let contact = scene
         .api
         .processor_store
-        .raw_item(dynamo::contact_key(&scene.ws, &WaId::parse(CUSTOMER).unwrap()))
+        .raw_item(dynamo::contact_key(
+            &scene.ws,
+            &WaId::parse(CUSTOMER).unwrap(),
+        ))
         .await
         .unwrap()
         .unwrap();
@@ -493,14 +526,62 @@ async fn a_dashboard_message_covers_the_pending_customer_message_so_the_processo
         &scene.api.stack.aws,
     );
     let t = now() - 5;
-    let again = envelopes_of(&meta_texts(&[("wamid.IN1", CUSTOMER, "Do you deliver?", t)])).remove(0);
+    let again = envelopes_of(&meta_texts(&[(
+        "wamid.IN1",
+        CUSTOMER,
+        "Do you deliver?",
+        t,
+    )]))
+    .remove(0);
     assert!(failures(&invoke(&processor, event(vec![record("r1", &again)])).await).is_empty());
     let texts = |sent: Vec<Value>| sent.into_iter().filter(|b| b["type"] == "text").count();
-    assert_eq!(texts(scene.sent().await), 1, "only the person's message went out");
+    assert_eq!(
+        texts(scene.sent().await),
+        1,
+        "only the person's message went out"
+    );
 
     // A new customer message is answered by the AI: the processor does answer uncovered ones.
-    let next = envelopes_of(&meta_texts(&[("wamid.IN2", CUSTOMER, "And on Sundays?", now())])).remove(0);
+    let next = envelopes_of(&meta_texts(&[(
+        "wamid.IN2",
+        CUSTOMER,
+        "And on Sundays?",
+        now(),
+    )]))
+    .remove(0);
     assert!(failures(&invoke(&processor, event(vec![record("r2", &next)])).await).is_empty());
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(texts(scene.sent().await), 2, "the AI answered the new message");
+    assert_eq!(
+        texts(scene.sent().await),
+        2,
+        "the AI answered the new message"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_while_the_first_request_is_in_flight_gets_409_and_sends_nothing() {
+    use shared::dashboard::send::{
+        IdempotencyKey, IdempotencyStore, SendMessageRequest, request_hash,
+    };
+    let scene = scene().await;
+    scene.customer_writes("wamid.IN1", "Hi", 10).await;
+    let body = text("Coming");
+    // Another container holds the key for the same request and has not finished.
+    let request: SendMessageRequest = serde_json::from_value(body.clone()).unwrap();
+    let key = IdempotencyKey::parse("k-inflight").unwrap();
+    scene
+        .api
+        .processor_store
+        .claim_idempotency_key(
+            &scene.ws,
+            &key,
+            &request_hash(&request),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let reply = scene.post(&body, Some("k-inflight")).await;
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    assert_eq!(reply.error_code(), "idempotency_key_in_flight");
+    assert!(scene.sent().await.is_empty());
 }

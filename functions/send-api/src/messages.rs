@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use shared::dashboard::send::{self, IdempotencyKey, SendMessageRequest, SentMessage, Sender};
+use shared::dashboard::send::{self, IdempotencyKey, SendMessageRequest, Sender, SentMessage};
 use shared::secrets::SecretSource;
 
 use crate::{ApiError, ApiStore, Caller, ErrorBody, Json, SendApi};

@@ -21,9 +21,7 @@ use crate::conversations::model::{
     NewMessage, Provider, ReplyDraft, ReplyIntent, ReplyPart, UnsettledReply,
 };
 use crate::conversations::processor::channel;
-use crate::conversations::store::{
-    MessageStore, ReplyStore, StoreError, StoreResult, TenantStore,
-};
+use crate::conversations::store::{MessageStore, ReplyStore, StoreError, StoreResult, TenantStore};
 use crate::envelope::Source;
 use crate::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
 use crate::secrets::{SecretSource, SecretsCache};
@@ -206,7 +204,9 @@ pub enum SendError {
         "the contact last wrote more than 24 hours ago (or never): only a template message may be sent; use a template"
     )]
     OutsideWindow,
-    #[error("the contact opted out; only a template the workspace marks as transactional may be sent")]
+    #[error(
+        "the contact opted out; only a template the workspace marks as transactional may be sent"
+    )]
     OptedOut,
     #[error("{0}")]
     NumberUnavailable(String),
@@ -326,9 +326,7 @@ impl IdempotencyKey {
         if !ok {
             return Err(DashboardError::invalid(
                 "Idempotency-Key",
-                format!(
-                    "must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters without '#'"
-                ),
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters without '#'"),
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -405,7 +403,8 @@ pub async fn send<D: SendStore, S: SecretSource>(
     };
     let settle = match kept {
         Some(kept) => {
-            let json = serde_json::to_string(&kept).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let json =
+                serde_json::to_string(&kept).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sender
                 .store
                 .finish_idempotency_key(workspace_id, key, &json)
@@ -427,7 +426,7 @@ pub async fn send<D: SendStore, S: SecretSource>(
 }
 
 /// A stable hash of the request, to tell a retry from another request under the same key.
-fn request_hash(request: &SendMessageRequest) -> String {
+pub fn request_hash(request: &SendMessageRequest) -> String {
     // Through `Value`, whose maps are sorted: the same request always hashes the same.
     let canonical = serde_json::to_value(request)
         .map(|v| v.to_string())
@@ -502,9 +501,7 @@ async fn send_once<D: SendStore, S: SecretSource>(
         at: now,
     };
     match current_conversation(&contact, now) {
-        Some(conversation) => {
-            in_conversation(sender, &channel, job, conversation, deadline).await
-        }
+        Some(conversation) => in_conversation(sender, &channel, job, conversation, deadline).await,
         None => opening_conversation(sender, &channel, job, deadline).await,
     }
 }
@@ -589,14 +586,23 @@ async fn in_conversation<D: SendStore, S: SecretSource>(
     let outgoing = job.outgoing.clone().with_callback_data(intent.key());
     let result = sender
         .whatsapp
-        .send(channel, &job.integration.phone_number_id, &outgoing, deadline)
+        .send(
+            channel,
+            &job.integration.phone_number_id,
+            &outgoing,
+            deadline,
+        )
         .await;
     let wamid = match result {
         Ok(sent) => match sent.wamid {
             Some(wamid) => wamid,
             None => {
                 store
-                    .flag_reply(&intent, UnsettledReply::Unknown, "accepted without a message id")
+                    .flag_reply(
+                        &intent,
+                        UnsettledReply::Unknown,
+                        "accepted without a message id",
+                    )
                     .await?;
                 return Err(UpstreamFailure::OutcomeUnknown.into());
             }
@@ -640,7 +646,12 @@ async fn opening_conversation<D: SendStore, S: SecretSource>(
     let store = sender.store;
     let result = sender
         .whatsapp
-        .send(channel, &job.integration.phone_number_id, &job.outgoing, deadline)
+        .send(
+            channel,
+            &job.integration.phone_number_id,
+            &job.outgoing,
+            deadline,
+        )
         .await;
     let wamid = match result {
         Ok(sent) => sent.wamid.ok_or(UpstreamFailure::OutcomeUnknown)?,
@@ -1007,11 +1018,15 @@ mod tests {
             "message.buttons"
         );
         assert_eq!(
-            field(json!({"type": "buttons", "body": "Pick", "buttons": [{"id": "a", "title": "x".repeat(21)}]})),
+            field(
+                json!({"type": "buttons", "body": "Pick", "buttons": [{"id": "a", "title": "x".repeat(21)}]})
+            ),
             "message.buttons"
         );
         assert_eq!(
-            field(json!({"type": "list", "body": "Pick", "button": "", "sections": [{"rows": [{"id": "r", "title": "R"}]}]})),
+            field(
+                json!({"type": "list", "body": "Pick", "button": "", "sections": [{"rows": [{"id": "r", "title": "R"}]}]})
+            ),
             "message.button"
         );
         assert_eq!(
