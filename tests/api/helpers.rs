@@ -166,3 +166,22 @@ impl TestApi {
         self.send("PUT", path, token, Some(body)).await
     }
 }
+
+/// send-api under `cargo lambda watch` (the real Lambda runtime loop, routed as API Gateway
+/// routes it), with `api`'s stack and the local stack's auth.
+pub fn watch_send_api(api: &TestApi) -> local_stack::watch::LambdaWatch {
+    let mut env = template()
+        .function_env("SendApiFunction", &api.stack.provisioned)
+        .expect("the template gives send-api an environment");
+    env.extend(local_stack::aws_env(integration_tests::moto_endpoint()));
+    env.extend(local_stack::token::auth_env());
+    let mut watch = local_stack::watch::LambdaWatch::start(
+        local_stack::free_port().expect("a free port"),
+        &env,
+    )
+    .expect("cargo lambda watch starts");
+    watch
+        .wait_listening(Duration::from_secs(60))
+        .expect("cargo lambda watch listens");
+    watch
+}

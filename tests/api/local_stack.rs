@@ -3,21 +3,12 @@
 
 use std::time::Duration;
 
-use integration_tests::{moto_endpoint, template};
-use local_stack::{aws_env, free_port, watch::LambdaWatch};
-
-use crate::helpers::{spawn_api, token, workspace};
+use crate::helpers::{spawn_api, token, watch_send_api, workspace};
 
 #[tokio::test]
 async fn a_minted_token_reads_the_ai_config_through_cargo_lambda_watch() {
     let api = spawn_api().await;
-    let mut env = template()
-        .function_env("SendApiFunction", &api.stack.provisioned)
-        .unwrap();
-    env.extend(aws_env(moto_endpoint()));
-    env.extend(local_stack::token::auth_env());
-    let mut watch = LambdaWatch::start(free_port().unwrap(), &env).unwrap();
-    watch.wait_listening(Duration::from_secs(60)).unwrap();
+    let watch = watch_send_api(&api);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()

@@ -5,5 +5,6 @@ mod ai_config;
 mod auth;
 mod helpers;
 mod local_stack;
+mod schemathesis;
 mod send;
 mod spec;

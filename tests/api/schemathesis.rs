@@ -1,0 +1,86 @@
+//! The OpenAPI document against the running API: schemathesis generates requests from the
+//! served document (valid and invalid ones, with a valid token) and checks every answer: no 5xx,
+//! no undocumented status, no body or header that breaks the document.
+//!
+//! It runs twice: against the function's own router served on loopback, with every kind of
+//! invalid input; and against send-api under `cargo lambda watch` (the local stack), with valid
+//! input. `cargo lambda watch` itself answers a body that is not UTF-8 with a 500 before the
+//! function is invoked, so invalid bodies are only sent to the router.
+
+use std::process::Command;
+use std::time::Duration;
+
+use local_stack::paths;
+
+use crate::helpers::{spawn_api, token, watch_send_api, workspace};
+
+/// Runs schemathesis against the API at `base`; the report when it found anything.
+async fn schemathesis(base: String, token: String, mode: &'static str) -> Result<(), String> {
+    tokio::task::spawn_blocking(move || {
+        let output = Command::new(paths::venv_bin().join("schemathesis"))
+            .args(["run", &format!("{base}/v1/openapi.json"), "--url", &base])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,\
+                 response_headers_conformance,response_schema_conformance",
+            ])
+            .args(["--mode", mode, "--max-examples", "25", "--seed", "1"])
+            .args(["--workers", "2", "--request-timeout", "30"])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("schemathesis is installed by infra/bootstrap");
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    })
+    .await
+    .expect("schemathesis ran")
+}
+
+#[tokio::test]
+async fn the_router_answers_every_generated_request_valid_or_not_as_its_document_says() {
+    let api = spawn_api().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(axum::serve(listener, api.router.clone()).into_future());
+
+    let found = schemathesis(base, token(&workspace("fuzz")), "all").await;
+
+    server.abort();
+    if let Err(report) = found {
+        panic!("schemathesis found problems:\n{report}");
+    }
+}
+
+#[tokio::test]
+async fn the_local_stack_answers_every_valid_generated_request_as_its_document_says() {
+    let api = spawn_api().await;
+    let watch = watch_send_api(&api);
+    let base = watch.base_url();
+    // The first invocation compiles the function; schemathesis should not time that.
+    let warm = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap()
+        .get(format!("{base}/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warm.status(), 200);
+
+    let found = schemathesis(base, token(&workspace("fuzz")), "positive").await;
+
+    if let Err(report) = found {
+        panic!(
+            "schemathesis found problems:\n{report}\nfunction log: {}",
+            watch.log.display()
+        );
+    }
+}
