@@ -597,40 +597,48 @@ async fn in_conversation<D: SendStore, S: SecretSource>(
         Ok(sent) => match sent.wamid {
             Some(wamid) => wamid,
             None => {
-                store
+                let flagged = store
                     .flag_reply(
                         &intent,
                         UnsettledReply::Unknown,
                         "accepted without a message id",
                     )
-                    .await?;
+                    .await;
+                log_unsettled(flagged);
                 return Err(UpstreamFailure::OutcomeUnknown.into());
             }
         },
         Err(error) => {
             let failure = failure_of(store, job.integration, &error).await;
-            match &failure {
+            let settled = match &failure {
                 SendError::Upstream(UpstreamFailure::OutcomeUnknown) => {
                     store
                         .flag_reply(&intent, UnsettledReply::Unknown, &error.to_string())
-                        .await?;
+                        .await
                 }
                 SendError::Throttled { .. } | SendError::Upstream(UpstreamFailure::Unreachable) => {
-                    store.release_reply(&intent, &covers).await?;
+                    store.release_reply(&intent, &covers).await
                 }
                 _ => {
                     store
                         .fail_reply(&intent, error.code(), &error.to_string())
-                        .await?;
+                        .await
                 }
-            }
+            };
+            // The answer is WhatsApp's outcome either way: a store error here must not turn it
+            // into a 503 that frees the idempotency key for a second send.
+            log_unsettled(settled);
             return Err(failure);
         }
     };
     let message = job.stored.message(&job, wamid.clone(), &conversation_id);
-    store
-        .record_reply(&intent, &message, ReplyPart::WHOLE, answered_through)
-        .await?;
+    // The message is sent: that is the answer. If it cannot be recorded now, the intent stays
+    // `sending` and the message's status webhook, which names the intent, reconciles it.
+    log_unsettled(
+        store
+            .record_reply(&intent, &message, ReplyPart::WHOLE, answered_through)
+            .await,
+    );
     tracing::info!(wamid = %wamid, covers = covers.len(), "dashboard message sent");
     Ok(sent_message(&job, wamid, &conversation_id, &covers))
 }
@@ -661,9 +669,23 @@ async fn opening_conversation<D: SendStore, S: SecretSource>(
         .contact
         .choose_conversation_for_echo(job.at, CUSTOMER_SERVICE_WINDOW);
     let message = job.stored.message(&job, wamid.clone(), &choice.id);
-    store.store_outbound(&message, &choice, false).await?;
+    // Sent is sent: a failure to store it must not answer as if nothing went out.
+    log_unsettled(
+        store
+            .store_outbound(&message, &choice, false)
+            .await
+            .map(drop),
+    );
     tracing::info!(wamid = %wamid, "dashboard template sent, opening a conversation");
     Ok(sent_message(&job, wamid, &choice.id, &[]))
+}
+
+/// Logs a store write that should have settled a send that already happened (or certainly
+/// did not): the caller's answer does not change.
+fn log_unsettled(result: StoreResult<()>) {
+    if let Err(e) = result {
+        tracing::error!(error = %e, "the send's outcome could not be recorded");
+    }
 }
 
 /// What a send error means for the caller, after marking a refused token on the integration
