@@ -148,24 +148,30 @@ impl ProcessorConfig {
             common: CommonConfig::from_env(env)?,
             table_name: env.required("TABLE_NAME")?.to_owned(),
             settings,
-            whatsapp: crate::whatsapp::WhatsAppConfig {
-                kapso_base_url: env
-                    .optional("KAPSO_BASE_URL")
-                    .unwrap_or("https://api.kapso.ai")
-                    .to_owned(),
-                meta_base_url: env
-                    .optional("META_GRAPH_BASE_URL")
-                    .unwrap_or("https://graph.facebook.com")
-                    .to_owned(),
-                graph_version: env
-                    .optional("META_GRAPH_VERSION")
-                    .unwrap_or("v24.0")
-                    .to_owned(),
-                request_timeout: seconds("WHATSAPP_TIMEOUT_SECONDS", Duration::from_secs(10))?,
-                connect_timeout: crate::whatsapp::DEFAULT_CONNECT_TIMEOUT,
-            },
+            whatsapp: whatsapp_config(env)?,
         })
     }
+}
+
+/// Where the WhatsApp APIs are (`KAPSO_BASE_URL`, `META_GRAPH_BASE_URL`, `META_GRAPH_VERSION`)
+/// and how long one request may take (`WHATSAPP_TIMEOUT_SECONDS`, default 10).
+fn whatsapp_config(env: &Env) -> Result<crate::whatsapp::WhatsAppConfig, ConfigError> {
+    Ok(crate::whatsapp::WhatsAppConfig {
+        kapso_base_url: env
+            .optional("KAPSO_BASE_URL")
+            .unwrap_or("https://api.kapso.ai")
+            .to_owned(),
+        meta_base_url: env
+            .optional("META_GRAPH_BASE_URL")
+            .unwrap_or("https://graph.facebook.com")
+            .to_owned(),
+        graph_version: env
+            .optional("META_GRAPH_VERSION")
+            .unwrap_or("v24.0")
+            .to_owned(),
+        request_timeout: Duration::from_secs(env.parsed("WHATSAPP_TIMEOUT_SECONDS", 10u64)?),
+        connect_timeout: crate::whatsapp::DEFAULT_CONNECT_TIMEOUT,
+    })
 }
 
 /// Settings of the send API (the dashboard's HTTP API).
@@ -175,6 +181,7 @@ pub struct SendApiConfig {
     /// The app table (`TABLE_NAME`).
     pub table_name: String,
     pub auth: crate::dashboard::auth::AuthConfig,
+    pub whatsapp: crate::whatsapp::WhatsAppConfig,
 }
 
 impl SendApiConfig {
@@ -236,6 +243,7 @@ impl SendApiConfig {
                     .to_owned(),
                 keys,
             },
+            whatsapp: whatsapp_config(env)?,
         })
     }
 }

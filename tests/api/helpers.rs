@@ -12,9 +12,11 @@ use serde_json::Value;
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::config::{Env, SendApiConfig};
-use shared::dashboard::auth::{Authenticator, KeySource};
+use shared::dashboard::auth::KeySource;
 use shared::ids::WorkspaceId;
+use shared::retry::RetryPolicy;
 use shared::secrets::SecretsCache;
+use shared::whatsapp::WhatsAppClient;
 
 pub struct TestApi {
     pub stack: TestStack,
@@ -51,10 +53,16 @@ pub async fn spawn_api_with(secrets: Value, extra: &[(&str, &str)]) -> TestApi {
         SecretsManagerSource::new(&stack.aws, &config.common.app_secret_id),
         Duration::from_secs(300),
     );
-    let api = send_api::SendApi {
-        auth: Authenticator::new(config.auth, Arc::new(secrets)),
-        store: DynamoStore::new(&stack.aws, &config.table_name),
-    };
+    let whatsapp = WhatsAppClient::new(
+        config.whatsapp.clone(),
+        RetryPolicy::new(1, Duration::from_millis(5), Duration::from_millis(20)),
+    );
+    let api = send_api::SendApi::new(
+        config.auth,
+        Arc::new(secrets),
+        whatsapp,
+        DynamoStore::new(&stack.aws, &config.table_name),
+    );
     TestApi {
         processor_store: DynamoStore::new(&stack.aws, &config.table_name),
         router: send_api::router(Arc::new(api)),

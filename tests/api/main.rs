@@ -6,4 +6,5 @@ mod auth;
 mod helpers;
 mod local_stack;
 mod schemathesis;
+mod send;
 mod spec;

@@ -11,30 +11,60 @@ use axum::{
     http::{HeaderValue, StatusCode, header, request::Parts},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde::Serialize;
 use shared::conversations::store::StoreError;
 use shared::dashboard::ai_settings::{self, AiConfigStore, AiSettings, ProviderModel, Providers};
-use shared::dashboard::auth::{AuthError, Authenticator};
+use shared::dashboard::auth::{AuthConfig, AuthError, Authenticator};
+use shared::dashboard::send::{SendError, SendStore, UpstreamFailure};
 use shared::dashboard::{DashboardError, from_json};
 use shared::ids::WorkspaceId;
-use shared::secrets::SecretSource;
+use shared::secrets::{SecretSource, SecretsCache};
 use shared::telemetry::cause_chain;
+use shared::whatsapp::WhatsAppClient;
 use tracing::Instrument;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-/// What every request needs: the token verifier and the store.
+mod messages;
+
+/// What every request needs: the token verifier, the store, and for sending the WhatsApp
+/// client and the app's credentials (the same cache the verifier reads).
 pub struct SendApi<S, D> {
     pub auth: Authenticator<S>,
     pub store: D,
+    pub whatsapp: WhatsAppClient,
+    pub secrets: Arc<SecretsCache<S>>,
 }
 
+impl<S: SecretSource, D> SendApi<S, D> {
+    /// Builds the API; `secrets` serves both the token verifier and the WhatsApp credentials.
+    pub fn new(
+        auth: AuthConfig,
+        secrets: Arc<SecretsCache<S>>,
+        whatsapp: WhatsAppClient,
+        store: D,
+    ) -> Self {
+        Self {
+            auth: Authenticator::new(auth, Arc::clone(&secrets)),
+            store,
+            whatsapp,
+            secrets,
+        }
+    }
+}
+
+/// Everything the API's routes read and write.
+pub trait ApiStore: AiConfigStore + SendStore {}
+
+impl<T: AiConfigStore + SendStore> ApiStore for T {}
+
 /// The API as an axum router, served by `lambda_http::run` in Lambda and usable in-process.
-pub fn router<S: SecretSource, D: AiConfigStore>(api: Arc<SendApi<S, D>>) -> Router {
+pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi_document))
+        .route("/v1/messages", post(messages::send::<S, D>))
         .route(
             "/v1/ai-config",
             get(get_ai_config::<S, D>).put(put_ai_config::<S, D>),
@@ -54,7 +84,7 @@ pub fn router<S: SecretSource, D: AiConfigStore>(api: Arc<SendApi<S, D>>) -> Rou
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 503, description = "The store or the identity provider is unavailable; retry", body = ErrorBody),
     ))]
-async fn get_ai_config<S: SecretSource, D: AiConfigStore>(
+async fn get_ai_config<S: SecretSource, D: ApiStore>(
     State(api): State<Arc<SendApi<S, D>>>,
     Caller(workspace): Caller,
 ) -> Result<axum::Json<AiSettings>, ApiError> {
@@ -71,7 +101,7 @@ async fn get_ai_config<S: SecretSource, D: AiConfigStore>(
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 503, description = "The store or the identity provider is unavailable; retry", body = ErrorBody),
     ))]
-async fn put_ai_config<S: SecretSource, D: AiConfigStore>(
+async fn put_ai_config<S: SecretSource, D: ApiStore>(
     State(api): State<Arc<SendApi<S, D>>>,
     Caller(workspace): Caller,
     Json(settings): Json<AiSettings>,
@@ -93,7 +123,7 @@ async fn openapi_document() -> Response {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "send-api", description = "The dashboard's API: every route but this document needs `Authorization: Bearer <JWT>`, and reads or writes only the token's workspace."),
-    paths(get_ai_config, put_ai_config, openapi_document),
+    paths(get_ai_config, put_ai_config, messages::send, openapi_document),
     components(schemas(AiSettings, Providers, ProviderModel, ErrorBody, ErrorDetail, ErrorDetails)),
     modifiers(&BearerAuth),
 )]
@@ -137,7 +167,7 @@ pub fn openapi_json() -> String {
 /// The verified caller's workspace. A handler that takes it cannot run unauthenticated.
 pub struct Caller(pub WorkspaceId);
 
-impl<S: SecretSource, D: AiConfigStore> FromRequestParts<Arc<SendApi<S, D>>> for Caller {
+impl<S: SecretSource, D: ApiStore> FromRequestParts<Arc<SendApi<S, D>>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -192,10 +222,21 @@ async fn request_span(request: Request, next: Next) -> Response {
 pub enum ApiError {
     #[error(transparent)]
     Dashboard(#[from] DashboardError),
+    #[error(transparent)]
+    Send(SendError),
     #[error("no such route")]
     NoRoute,
     #[error("this route does not take that method")]
     MethodNotAllowed,
+}
+
+impl From<SendError> for ApiError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Dashboard(e) => Self::Dashboard(e),
+            e => Self::Send(e),
+        }
+    }
 }
 
 impl From<AuthError> for ApiError {
@@ -265,8 +306,34 @@ impl ApiError {
                 "internal",
                 "something went wrong on our side".into(),
             ),
+            Self::Send(e) => send_status(e),
         }
     }
+}
+
+/// The statuses of a send (`POST /v1/messages`); see README, "Sending a message".
+fn send_status(e: &SendError) -> (StatusCode, &'static str, String) {
+    use SendError as E;
+    use UpstreamFailure as U;
+    let (status, code) = match e {
+        E::OutsideWindow => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "outside_customer_service_window",
+        ),
+        E::OptedOut => (StatusCode::CONFLICT, "contact_opted_out"),
+        E::NumberUnavailable(_) => (StatusCode::CONFLICT, "whatsapp_number_unavailable"),
+        E::IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+        E::IdempotencyInFlight => (StatusCode::CONFLICT, "idempotency_key_in_flight"),
+        E::SecretsUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        E::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "whatsapp_throttled"),
+        E::Upstream(U::TokenInvalid) => (StatusCode::BAD_GATEWAY, "whatsapp_token_invalid"),
+        E::Upstream(U::Rejected { .. }) => (StatusCode::BAD_GATEWAY, "whatsapp_rejected"),
+        E::Upstream(U::Unreachable) => (StatusCode::BAD_GATEWAY, "whatsapp_unreachable"),
+        E::Upstream(U::OutcomeUnknown) => (StatusCode::BAD_GATEWAY, "whatsapp_outcome_unknown"),
+        // Unwrapped into `ApiError::Dashboard` by `From<SendError>`.
+        E::Dashboard(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    (status, code, e.to_string())
 }
 
 impl IntoResponse for ApiError {
@@ -297,6 +364,11 @@ impl IntoResponse for ApiError {
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let Self::Send(SendError::Throttled { retry_after }) = &self {
+            // WhatsApp's own delay when it gave one; a minute otherwise (its rate windows).
+            let seconds = retry_after.map_or(60, |d| d.as_secs().max(1));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -1,10 +1,12 @@
 //! Lambda entry point: telemetry, config, clients built once, run.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use shared::adapters::{aws_config, dynamo::DynamoStore, secrets_cache};
 use shared::config::{Env, SendApiConfig};
-use shared::dashboard::auth::Authenticator;
+use shared::retry::RetryPolicy;
+use shared::whatsapp::WhatsAppClient;
 
 // One thread: Lambda hands a process one request at a time (see webhook-ingest).
 #[tokio::main(flavor = "current_thread")]
@@ -12,9 +14,15 @@ async fn main() -> Result<(), lambda_http::Error> {
     shared::telemetry::init();
     let config = SendApiConfig::from_env(&Env::from_process())?;
     let aws = aws_config().await;
-    let api = send_api::SendApi {
-        auth: Authenticator::new(config.auth, Arc::new(secrets_cache(&aws, &config.common))),
-        store: DynamoStore::new(&aws, &config.table_name),
-    };
+    let api = send_api::SendApi::new(
+        config.auth,
+        Arc::new(secrets_cache(&aws, &config.common)),
+        // One quick retry at most: a person is waiting for the answer.
+        WhatsAppClient::new(
+            config.whatsapp,
+            RetryPolicy::new(1, Duration::from_millis(200), Duration::from_millis(500)),
+        ),
+        DynamoStore::new(&aws, &config.table_name),
+    );
     lambda_http::run(send_api::router(Arc::new(api))).await
 }

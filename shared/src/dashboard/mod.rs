@@ -6,6 +6,7 @@
 pub mod ai_settings;
 pub mod auth;
 pub mod jwks;
+pub mod send;
 
 use crate::conversations::store::StoreError;
 

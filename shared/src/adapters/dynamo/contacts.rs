@@ -21,6 +21,32 @@ struct ContactItem {
     opted_out: bool,
 }
 
+/// A contact item read as the contact with its thread with `pn`.
+pub(super) fn contact_state(
+    item: &Item,
+    ws: &WorkspaceId,
+    pn: &PhoneNumberId,
+    wa_id: &WaId,
+) -> StoreResult<ContactState> {
+    let contact: ContactItem = from_item(item.clone())?;
+    let thread = |field: &str| thread_attr(pn, field);
+    let stamp = |field: &str| -> StoreResult<Option<OffsetDateTime>> {
+        Ok(attribute::<Stamp>(item, &thread(field))?.map(|t| t.0))
+    };
+    Ok(ContactState {
+        workspace_id: ws.clone(),
+        phone_number_id: pn.clone(),
+        wa_id: wa_id.clone(),
+        profile_name: contact.profile_name,
+        opted_out: contact.opted_out,
+        conversation_id: attribute(item, &thread("conversation_id"))?,
+        started_at: stamp("started_at")?,
+        last_inbound_at: stamp("last_inbound_at")?,
+        answered_through: stamp("answered_through")?,
+        bot_paused: attribute(item, &thread("bot_paused"))?.unwrap_or(false),
+    })
+}
+
 impl ContactStore for DynamoStore {
     async fn upsert_contact(
         &self,
@@ -67,23 +93,7 @@ impl ContactStore for DynamoStore {
             .map_err(unavailable)?
             .attributes
             .unwrap_or_default();
-        let contact: ContactItem = from_item(item.clone())?;
-        let thread = |field: &str| thread_attr(pn, field);
-        let stamp = |field: &str| -> StoreResult<Option<OffsetDateTime>> {
-            Ok(attribute::<Stamp>(&item, &thread(field))?.map(|t| t.0))
-        };
-        Ok(ContactState {
-            workspace_id: ws.clone(),
-            phone_number_id: pn.clone(),
-            wa_id: wa_id.clone(),
-            profile_name: contact.profile_name,
-            opted_out: contact.opted_out,
-            conversation_id: attribute(&item, &thread("conversation_id"))?,
-            started_at: stamp("started_at")?,
-            last_inbound_at: stamp("last_inbound_at")?,
-            answered_through: stamp("answered_through")?,
-            bot_paused: attribute(&item, &thread("bot_paused"))?.unwrap_or(false),
-        })
+        contact_state(&item, ws, pn, wa_id)
     }
 
     async fn set_opt_out(

@@ -7,6 +7,8 @@ use crate::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
 
 /// Reply intents are kept a month: long enough for any redelivery or status to find them.
 pub(super) const INTENT_TTL: time::Duration = time::Duration::days(30);
+/// Idempotency keys of the send API are kept a day, as Stripe keeps them.
+pub(super) const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 /// Statuses for messages not stored yet are kept a week, then DynamoDB's TTL drops them.
 pub(super) const EARLY_STATUS_TTL: time::Duration = time::Duration::days(7);
 /// Events that could never be processed are kept a fortnight for inspection and replay.
@@ -38,6 +40,10 @@ pub fn message_key(wamid: &Wamid) -> (String, String) {
 }
 pub fn intent_key(intent: &ReplyIntent) -> (String, String) {
     (format!("INTENT#{}", intent.key()), "INTENT".into())
+}
+/// A dashboard request's idempotency key; the key itself never holds `#`, so the last `#` splits.
+pub fn idempotency_key(ws: &WorkspaceId, key: &str) -> (String, String) {
+    (format!("IDEMP#{}#{key}", ws.as_str()), "IDEMP".into())
 }
 pub fn failed_key(id: &str) -> (String, String) {
     (format!("FAILED#{id}"), "FAILED".into())

@@ -3,9 +3,11 @@
 
 mod contacts;
 mod conversations;
+mod idempotency;
 pub mod keys;
 mod messages;
 mod replies;
+mod sending;
 mod workspaces;
 
 use std::collections::HashMap;

@@ -12,18 +12,18 @@ use super::*;
 
 /// A number connected to a workspace (`PN#<phone_number_id>` / `INTEGRATION`).
 #[derive(Debug, Serialize, Deserialize)]
-struct IntegrationItem {
-    workspace_id: WorkspaceId,
-    provider: Provider,
+pub(super) struct IntegrationItem {
+    pub workspace_id: WorkspaceId,
+    pub provider: Provider,
     #[serde(default = "active")]
-    status: IntegrationStatus,
+    pub status: IntegrationStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// Index keys: written, never needed to read an item back.
+    pub error: Option<String>,
+    /// Index keys: written; the sort key names the number in a workspace's list.
     #[serde(default)]
-    gsi1pk: String,
+    pub gsi1pk: String,
     #[serde(default)]
-    gsi1sk: String,
+    pub gsi1sk: String,
 }
 
 fn active() -> IntegrationStatus {

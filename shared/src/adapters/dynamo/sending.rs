@@ -1,0 +1,123 @@
+//! The reads of a dashboard send: the workspace's numbers, a contact's thread without touching
+//! it, the workspace's transactional templates, and which messages no reply covers yet.
+
+use serde::Deserialize;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::conversations::model::{ContactState, Integration};
+use crate::conversations::store::StoreResult;
+use crate::dashboard::send::SendStore;
+use crate::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
+
+use super::contacts::contact_state;
+use super::workspaces::IntegrationItem;
+use super::*;
+
+/// The workspace item's send settings (`WS#<workspace_id>` / `WORKSPACE`).
+#[derive(Debug, Deserialize)]
+struct WorkspaceSendSettings {
+    /// Template names that may go to opted-out contacts (receipts, security codes).
+    #[serde(default)]
+    transactional_templates: Vec<String>,
+}
+
+/// What a coverage check reads of a message.
+#[derive(Debug, Deserialize)]
+struct Coverage {
+    #[serde(default)]
+    reply_intent: Option<String>,
+}
+
+impl SendStore for DynamoStore {
+    async fn workspace_integrations(&self, ws: &WorkspaceId) -> StoreResult<Vec<Integration>> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("GSI1")
+            .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
+            .expression_attribute_values(":pk", s(format!("WS#{}", ws.as_str())))
+            .expression_attribute_values(":prefix", s("INTEGRATION#"))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| {
+                let row: IntegrationItem = from_item(item)?;
+                let pn = row
+                    .gsi1sk
+                    .strip_prefix("INTEGRATION#")
+                    .map(PhoneNumberId::parse)
+                    .and_then(Result::ok)
+                    .ok_or_else(|| corrupt(format!("integration sort key {}", row.gsi1sk)))?;
+                Ok(Integration {
+                    phone_number_id: pn,
+                    workspace_id: row.workspace_id,
+                    provider: row.provider,
+                    status: row.status,
+                    error: row.error,
+                })
+            })
+            .collect()
+    }
+
+    async fn contact_thread(
+        &self,
+        ws: &WorkspaceId,
+        pn: &PhoneNumberId,
+        wa_id: &WaId,
+    ) -> StoreResult<Option<ContactState>> {
+        match self.get(contact_key(ws, wa_id), true).await? {
+            Some(item) => contact_state(&item, ws, pn, wa_id).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn transactional_templates(&self, ws: &WorkspaceId) -> StoreResult<Vec<String>> {
+        match self.get(workspace_key(ws), true).await? {
+            Some(item) => Ok(from_item::<WorkspaceSendSettings>(item)?.transactional_templates),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn uncovered(&self, wamids: &[Wamid]) -> StoreResult<Vec<Wamid>> {
+        let mut left = Vec::new();
+        for wamid in wamids {
+            let covered = match self.get(message_key(wamid), true).await? {
+                Some(item) => from_item::<Coverage>(item)?.reply_intent.is_some(),
+                None => true,
+            };
+            if !covered {
+                left.push(wamid.clone());
+            }
+        }
+        Ok(left)
+    }
+}
+
+/// Seeding for the local stack and tests (the dashboard route that edits it comes later).
+impl DynamoStore {
+    pub async fn set_transactional_templates(
+        &self,
+        ws: &WorkspaceId,
+        names: &[&str],
+    ) -> StoreResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(workspace_key(ws))))
+            .update_expression("SET transactional_templates = :names")
+            .expression_attribute_values(
+                ":names",
+                AttributeValue::L(names.iter().map(|n| s(*n)).collect()),
+            )
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
