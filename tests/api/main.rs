@@ -4,5 +4,6 @@
 mod ai_config;
 mod auth;
 mod helpers;
+mod inbox;
 mod local_stack;
 mod spec;

@@ -2,6 +2,8 @@
 //! every route but the OpenAPI document goes through, its OpenAPI description, and the one place
 //! its errors become HTTP statuses.
 
+mod inbox;
+
 use std::sync::Arc;
 
 use axum::{
@@ -14,9 +16,13 @@ use axum::{
     routing::get,
 };
 use serde::Serialize;
-use shared::conversations::store::StoreError;
+use shared::conversations::store::{ContactStore, StoreError};
 use shared::dashboard::ai_settings::{self, AiConfigStore, AiSettings, ProviderModel, Providers};
 use shared::dashboard::auth::{AuthError, Authenticator};
+use shared::dashboard::inbox::{
+    AiReply, Conversation, ConversationPage, ConversationPatch, ConversationStatus, InboxStore,
+    Message, MessageError, MessagePage, StatusChange,
+};
 use shared::dashboard::{DashboardError, from_json};
 use shared::ids::WorkspaceId;
 use shared::secrets::SecretSource;
@@ -31,13 +37,30 @@ pub struct SendApi<S, D> {
     pub store: D,
 }
 
+/// Every store port the routes use; the DynamoDB adapter implements them all.
+pub trait ApiStore: AiConfigStore + InboxStore + ContactStore {}
+
+impl<T: AiConfigStore + InboxStore + ContactStore> ApiStore for T {}
+
 /// The API as an axum router, served by `lambda_http::run` in Lambda and usable in-process.
-pub fn router<S: SecretSource, D: AiConfigStore>(api: Arc<SendApi<S, D>>) -> Router {
+pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi_document))
         .route(
             "/v1/ai-config",
             get(get_ai_config::<S, D>).put(put_ai_config::<S, D>),
+        )
+        .route(
+            "/v1/conversations",
+            get(inbox::list_conversations::<S, D>),
+        )
+        .route(
+            "/v1/conversations/{id}",
+            get(inbox::get_conversation::<S, D>).patch(inbox::patch_conversation::<S, D>),
+        )
+        .route(
+            "/v1/conversations/{id}/messages",
+            get(inbox::list_messages::<S, D>),
         )
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -54,7 +77,7 @@ pub fn router<S: SecretSource, D: AiConfigStore>(api: Arc<SendApi<S, D>>) -> Rou
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 503, description = "The store or the identity provider is unavailable; retry", body = ErrorBody),
     ))]
-async fn get_ai_config<S: SecretSource, D: AiConfigStore>(
+async fn get_ai_config<S: SecretSource, D: ApiStore>(
     State(api): State<Arc<SendApi<S, D>>>,
     Caller(workspace): Caller,
 ) -> Result<axum::Json<AiSettings>, ApiError> {
@@ -71,7 +94,7 @@ async fn get_ai_config<S: SecretSource, D: AiConfigStore>(
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 503, description = "The store or the identity provider is unavailable; retry", body = ErrorBody),
     ))]
-async fn put_ai_config<S: SecretSource, D: AiConfigStore>(
+async fn put_ai_config<S: SecretSource, D: ApiStore>(
     State(api): State<Arc<SendApi<S, D>>>,
     Caller(workspace): Caller,
     Json(settings): Json<AiSettings>,
@@ -93,8 +116,16 @@ async fn openapi_document() -> Response {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "send-api", description = "The dashboard's API: every route but this document needs `Authorization: Bearer <JWT>`, and reads or writes only the token's workspace."),
-    paths(get_ai_config, put_ai_config, openapi_document),
-    components(schemas(AiSettings, Providers, ProviderModel, ErrorBody, ErrorDetail, ErrorDetails)),
+    paths(
+        get_ai_config, put_ai_config, openapi_document,
+        inbox::list_conversations, inbox::get_conversation, inbox::list_messages,
+        inbox::patch_conversation,
+    ),
+    components(schemas(
+        AiSettings, Providers, ProviderModel, ErrorBody, ErrorDetail, ErrorDetails,
+        Conversation, ConversationPage, ConversationPatch, ConversationStatus, Message,
+        MessagePage, MessageError, StatusChange, AiReply,
+    )),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -137,7 +168,7 @@ pub fn openapi_json() -> String {
 /// The verified caller's workspace. A handler that takes it cannot run unauthenticated.
 pub struct Caller(pub WorkspaceId);
 
-impl<S: SecretSource, D: AiConfigStore> FromRequestParts<Arc<SendApi<S, D>>> for Caller {
+impl<S: SecretSource, D: ApiStore> FromRequestParts<Arc<SendApi<S, D>>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -244,6 +275,9 @@ impl ApiError {
             }
             Self::Dashboard(D::NotFound) | Self::NoRoute => {
                 (StatusCode::NOT_FOUND, "not_found", self.to_string())
+            }
+            Self::Dashboard(e @ D::Conflict(_)) => {
+                (StatusCode::CONFLICT, "conflict", e.to_string())
             }
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

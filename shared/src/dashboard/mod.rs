@@ -5,7 +5,9 @@
 
 pub mod ai_settings;
 pub mod auth;
+pub mod inbox;
 pub mod jwks;
+pub mod page;
 
 use crate::conversations::store::StoreError;
 
@@ -20,6 +22,9 @@ pub enum DashboardError {
     Validation { field: String, message: String },
     #[error("not found")]
     NotFound,
+    /// The change does not fit the item's current state; the message says why.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

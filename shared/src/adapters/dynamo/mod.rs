@@ -2,6 +2,7 @@
 //! `keys`), one file per entity. This file holds the client and the helpers every entity uses.
 
 mod contacts;
+mod inbox;
 mod conversations;
 pub mod keys;
 mod messages;
