@@ -90,7 +90,7 @@ pub struct Message {
     /// The delivery status of an outbound message: `sent`, `delivered`, `read` or `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// Every status the message reached, oldest first.
+    /// Every status the message reached, in the order of delivery (sent, delivered, read).
     pub status_history: Vec<StatusChange>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<MessageError>,

@@ -56,7 +56,13 @@ fn message_view(m: MessageItem) -> Message {
         .into_iter()
         .map(|(status, at)| StatusChange { status, at: at.0 })
         .collect();
-    history.sort_by_key(|c| c.at);
+    // In the order a message moves through them (the times come from different clocks).
+    history.sort_by_key(|c| {
+        (
+            crate::conversations::model::MessageStatus::parse(&c.status).map(|s| s.rank()),
+            c.at,
+        )
+    });
     Message {
         id: m.wamid.as_str().to_owned(),
         direction: match m.direction {
