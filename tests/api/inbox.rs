@@ -18,7 +18,7 @@ use wiremock::{Mock, MockServer};
 
 use crate::helpers::{Reply, TestApi, spawn_api_with, token, workspace};
 
-struct Inbox {
+pub(crate) struct Inbox {
     api: TestApi,
     token: String,
     whatsapp: MockServer,
@@ -27,7 +27,7 @@ struct Inbox {
 
 /// A workspace whose customers' messages go through the real processor, with the AI on (the
 /// offline responder: no provider key) or off.
-async fn inbox(ai_on: bool) -> Inbox {
+pub(crate) async fn inbox(ai_on: bool) -> Inbox {
     let mut secrets = default_secrets();
     secrets["dashboard_jwt_secret"] = local_stack::token::LOCAL_JWT_SECRET.into();
     secrets["meta_access_token"] = "test-meta-token".into();
@@ -64,7 +64,7 @@ async fn inbox(ai_on: bool) -> Inbox {
 }
 
 impl Inbox {
-    async fn deliver(&self, payload: &Value) {
+    pub(crate) async fn deliver(&self, payload: &Value) {
         let records = envelopes_of(payload)
             .iter()
             .enumerate()
@@ -75,13 +75,13 @@ impl Inbox {
     }
 
     /// A customer's text, processed.
-    async fn customer_writes(&self, customer: &str, wamid: &str, text: &str) {
+    pub(crate) async fn customer_writes(&self, customer: &str, wamid: &str, text: &str) {
         self.deliver(&meta_texts(&[(wamid, customer, text, now())]))
             .await;
     }
 
     /// The AI replies the WhatsApp fake received.
-    async fn replies(&self) -> usize {
+    pub(crate) async fn replies(&self) -> usize {
         self.whatsapp
             .received_requests()
             .await
@@ -91,11 +91,11 @@ impl Inbox {
             .count()
     }
 
-    async fn call(&self, method: &'static str, path: &str, query: &str, body: Option<&Value>) -> Reply {
+    pub(crate) async fn call(&self, method: &'static str, path: &str, query: &str, body: Option<&Value>) -> Reply {
         self.call_as(&self.token, method, path, query, body).await
     }
 
-    async fn call_as(
+    pub(crate) async fn call_as(
         &self,
         token: &str,
         method: &'static str,
@@ -119,14 +119,14 @@ impl Inbox {
             .await
     }
 
-    async fn ok(&self, method: &'static str, path: &str, query: &str, body: Option<&Value>) -> Value {
+    pub(crate) async fn ok(&self, method: &'static str, path: &str, query: &str, body: Option<&Value>) -> Value {
         let reply = self.call(method, path, query, body).await;
         assert_eq!(reply.status, 200, "{method} {path}?{query}: {}", reply.body);
         reply.json()
     }
 
     /// The contact ids of one page of conversations.
-    async fn listed(&self, query: &str) -> (Vec<String>, Option<String>) {
+    pub(crate) async fn listed(&self, query: &str) -> (Vec<String>, Option<String>) {
         let page = self.ok("GET", "/v1/conversations", query, None).await;
         let contacts = page["items"]
             .as_array()
@@ -138,7 +138,7 @@ impl Inbox {
     }
 
     /// Every page, following `nextCursor`.
-    async fn listed_all(&self, query: &str) -> (Vec<String>, usize) {
+    pub(crate) async fn listed_all(&self, query: &str) -> (Vec<String>, usize) {
         let (mut all, mut cursor) = self.listed(query).await;
         let mut pages = 1;
         while let Some(c) = cursor {
@@ -152,7 +152,7 @@ impl Inbox {
     }
 
     /// The id of a customer's (newest) conversation, as the list shows it.
-    async fn conversation_of(&self, customer: &str) -> String {
+    pub(crate) async fn conversation_of(&self, customer: &str) -> String {
         let page = self.ok("GET", "/v1/conversations", "limit=100", None).await;
         page["items"]
             .as_array()
@@ -166,7 +166,7 @@ impl Inbox {
     }
 }
 
-const CUSTOMERS: [&str; 5] = [
+pub(crate) const CUSTOMERS: [&str; 5] = [
     "16505550001",
     "16505550002",
     "16505550003",

@@ -3,6 +3,7 @@
 
 mod ai_config;
 mod auth;
+mod contacts;
 mod helpers;
 mod inbox;
 mod local_stack;

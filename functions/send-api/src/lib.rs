@@ -2,6 +2,7 @@
 //! every route but the OpenAPI document goes through, its OpenAPI description, and the one place
 //! its errors become HTTP statuses.
 
+mod contacts;
 mod inbox;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use shared::conversations::store::{ContactStore, StoreError};
 use shared::dashboard::ai_settings::{self, AiConfigStore, AiSettings, ProviderModel, Providers};
 use shared::dashboard::auth::{AuthError, Authenticator};
+use shared::dashboard::contacts::{Contact, ContactDirectory, ContactPage, ContactPatch};
 use shared::dashboard::inbox::{
     AiReply, Conversation, ConversationPage, ConversationPatch, ConversationStatus, InboxStore,
     Message, MessageError, MessagePage, StatusChange,
@@ -38,9 +40,9 @@ pub struct SendApi<S, D> {
 }
 
 /// Every store port the routes use; the DynamoDB adapter implements them all.
-pub trait ApiStore: AiConfigStore + InboxStore + ContactStore {}
+pub trait ApiStore: AiConfigStore + InboxStore + ContactStore + ContactDirectory {}
 
-impl<T: AiConfigStore + InboxStore + ContactStore> ApiStore for T {}
+impl<T: AiConfigStore + InboxStore + ContactStore + ContactDirectory> ApiStore for T {}
 
 /// The API as an axum router, served by `lambda_http::run` in Lambda and usable in-process.
 pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
@@ -61,6 +63,11 @@ pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
         .route(
             "/v1/conversations/{id}/messages",
             get(inbox::list_messages::<S, D>),
+        )
+        .route("/v1/contacts", get(contacts::list_contacts::<S, D>))
+        .route(
+            "/v1/contacts/{id}",
+            get(contacts::get_contact::<S, D>).patch(contacts::patch_contact::<S, D>),
         )
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -120,11 +127,12 @@ async fn openapi_document() -> Response {
         get_ai_config, put_ai_config, openapi_document,
         inbox::list_conversations, inbox::get_conversation, inbox::list_messages,
         inbox::patch_conversation,
+        contacts::list_contacts, contacts::get_contact, contacts::patch_contact,
     ),
     components(schemas(
         AiSettings, Providers, ProviderModel, ErrorBody, ErrorDetail, ErrorDetails,
         Conversation, ConversationPage, ConversationPatch, ConversationStatus, Message,
-        MessagePage, MessageError, StatusChange, AiReply,
+        MessagePage, MessageError, StatusChange, AiReply, Contact, ContactPage, ContactPatch,
     )),
     modifiers(&BearerAuth),
 )]

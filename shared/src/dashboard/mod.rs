@@ -5,6 +5,7 @@
 
 pub mod ai_settings;
 pub mod auth;
+pub mod contacts;
 pub mod inbox;
 pub mod jwks;
 pub mod page;

@@ -101,48 +101,65 @@ fn provider_name(p: crate::ai::ProviderName) -> String {
         .unwrap_or_default()
 }
 
-/// The position of an item in GSI1, as a cursor.
-fn gsi1_position(item: &Item) -> Option<PageKey> {
+/// The position of an item in an index, as a cursor.
+fn position(item: &Item, index_sk: &str) -> Option<PageKey> {
     let get = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     Some(PageKey {
         pk: get("pk")?,
         sk: get("sk")?,
-        index_sk: get("gsi1sk")?,
+        index_sk: get(index_sk)?,
     })
 }
 
-fn start_key(gsi1pk: &str, at: &PageKey) -> Item {
-    HashMap::from([
-        ("gsi1pk".into(), s(gsi1pk)),
-        ("gsi1sk".into(), s(&at.index_sk)),
-        ("pk".into(), s(&at.pk)),
-        ("sk".into(), s(&at.sk)),
-    ])
+/// The index keys of GSI1 and GSI2.
+pub(super) fn index_keys(index: &str) -> (&'static str, &'static str) {
+    if index == "GSI2" {
+        ("gsi2pk", "gsi2sk")
+    } else {
+        ("gsi1pk", "gsi1sk")
+    }
 }
 
+/// A key condition on an index's sort key, written with `#sk` for it, and its values.
+pub(super) type Range<'a> = (&'a str, Vec<(&'a str, AttributeValue)>);
+/// A filter expression, its names and its values.
+pub(super) type Filter<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<(&'a str, AttributeValue)>);
+
 impl DynamoStore {
-    /// Reads one page of a GSI1 partition, following DynamoDB's pages until `limit` items
+    /// Reads one page of an index partition, following DynamoDB's pages until `limit` items
     /// passed the filter (or [`MAX_QUERIES_PER_PAGE`] were made).
-    async fn gsi1_page(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn index_page(
         &self,
-        gsi1pk: &str,
-        range: (&str, Vec<(&str, AttributeValue)>),
-        filter: Option<(&str, Vec<(&str, &str)>, Vec<(&str, AttributeValue)>)>,
+        index: &'static str,
+        partition: &str,
+        range: Range<'_>,
+        filter: Option<Filter<'_>>,
         newest_first: bool,
         limit: u32,
         after: Option<PageKey>,
     ) -> StoreResult<(Vec<Item>, Option<PageKey>)> {
+        let (pk_name, sk_name) = index_keys(index);
         let mut items: Vec<Item> = vec![];
-        let mut start = after.map(|a| start_key(gsi1pk, &a));
+        let mut start = after.map(|a| {
+            HashMap::from([
+                (pk_name.to_owned(), s(partition)),
+                (sk_name.to_owned(), s(&a.index_sk)),
+                ("pk".to_owned(), s(&a.pk)),
+                ("sk".to_owned(), s(&a.sk)),
+            ])
+        });
         for _ in 0..MAX_QUERIES_PER_PAGE {
             let remaining = limit as usize - items.len();
             let mut request = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name("GSI1")
-                .key_condition_expression(format!("gsi1pk = :pk AND {}", range.0))
-                .expression_attribute_values(":pk", s(gsi1pk))
+                .index_name(index)
+                .key_condition_expression(format!("#pk = :pk AND {}", range.0))
+                .expression_attribute_names("#pk", pk_name)
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":pk", s(partition))
                 .scan_index_forward(!newest_first)
                 .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
@@ -163,12 +180,12 @@ impl DynamoStore {
             match output.last_evaluated_key {
                 None => return Ok((items, None)),
                 Some(last) if items.len() >= limit as usize => {
-                    return Ok((items, gsi1_position(&last)));
+                    return Ok((items, position(&last, sk_name)));
                 }
                 Some(last) => start = Some(last),
             }
         }
-        let next = start.as_ref().and_then(gsi1_position);
+        let next = start.as_ref().and_then(|s| position(s, sk_name));
         Ok((items, next))
     }
 
@@ -205,13 +222,13 @@ impl InboxStore for DynamoStore {
         let range = match query.updated_since {
             // Strictly after: from the next millisecond on.
             Some(since) => (
-                "gsi1sk BETWEEN :lo AND :hi",
+                "#sk BETWEEN :lo AND :hi",
                 vec![
                     (":lo", s(format!("CONV#{:015}#", millis(since) + 1))),
                     (":hi", s("CONV#~")),
                 ],
             ),
-            None => ("begins_with(gsi1sk, :conv)", vec![(":conv", s("CONV#"))]),
+            None => ("begins_with(#sk, :conv)", vec![(":conv", s("CONV#"))]),
         };
         let filter = query.status.map(|status| {
             let value = match status {
@@ -225,7 +242,8 @@ impl InboxStore for DynamoStore {
             )
         });
         let (items, next) = self
-            .gsi1_page(
+            .index_page(
+                "GSI1",
                 &format!("WS#{}", ws.as_str()),
                 range,
                 filter,
@@ -299,9 +317,10 @@ impl InboxStore for DynamoStore {
         let after = after.map(|a| a.expect("MSG#", "MESSAGE", "")).transpose()?;
         let ws = &conversation.contact.workspace_id;
         let (items, next) = self
-            .gsi1_page(
+            .index_page(
+                "GSI1",
                 &format!("CONV#{}", conversation.id.as_str()),
-                ("gsi1sk >= :zero", vec![(":zero", s("0"))]),
+                ("#sk >= :zero", vec![(":zero", s("0"))]),
                 // Conversation ids are unique, but a message is only ever shown to its own
                 // workspace.
                 Some((

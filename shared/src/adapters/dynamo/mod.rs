@@ -1,6 +1,7 @@
 //! The DynamoDB adapter of the store ports: one table, keys as in docs/data-model.md (see
 //! `keys`), one file per entity. This file holds the client and the helpers every entity uses.
 
+mod contact_directory;
 mod contacts;
 mod inbox;
 mod conversations;
