@@ -7,4 +7,5 @@ mod contacts;
 mod helpers;
 mod inbox;
 mod local_stack;
+mod notes;
 mod spec;

@@ -4,6 +4,7 @@
 
 mod contacts;
 mod inbox;
+mod notes;
 
 use std::sync::Arc;
 
@@ -21,6 +22,10 @@ use shared::conversations::store::{ContactStore, StoreError};
 use shared::dashboard::ai_settings::{self, AiConfigStore, AiSettings, ProviderModel, Providers};
 use shared::dashboard::auth::{AuthError, Authenticator};
 use shared::dashboard::contacts::{Contact, ContactDirectory, ContactPage, ContactPatch};
+use shared::dashboard::notes::{NewNote, Note, NotePage, NoteStore};
+use shared::dashboard::quick_replies::{
+    QuickReply, QuickReplyInput, QuickReplyList, QuickReplyStore,
+};
 use shared::dashboard::inbox::{
     AiReply, Conversation, ConversationPage, ConversationPatch, ConversationStatus, InboxStore,
     Message, MessageError, MessagePage, StatusChange,
@@ -40,9 +45,15 @@ pub struct SendApi<S, D> {
 }
 
 /// Every store port the routes use; the DynamoDB adapter implements them all.
-pub trait ApiStore: AiConfigStore + InboxStore + ContactStore + ContactDirectory {}
+pub trait ApiStore:
+    AiConfigStore + InboxStore + ContactStore + ContactDirectory + NoteStore + QuickReplyStore
+{
+}
 
-impl<T: AiConfigStore + InboxStore + ContactStore + ContactDirectory> ApiStore for T {}
+impl<T> ApiStore for T where
+    T: AiConfigStore + InboxStore + ContactStore + ContactDirectory + NoteStore + QuickReplyStore
+{
+}
 
 /// The API as an axum router, served by `lambda_http::run` in Lambda and usable in-process.
 pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
@@ -68,6 +79,20 @@ pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
         .route(
             "/v1/contacts/{id}",
             get(contacts::get_contact::<S, D>).patch(contacts::patch_contact::<S, D>),
+        )
+        .route(
+            "/v1/contacts/{id}/notes",
+            get(notes::list_notes::<S, D>).post(notes::add_note::<S, D>),
+        )
+        .route(
+            "/v1/quick-replies",
+            get(notes::list_quick_replies::<S, D>).post(notes::create_quick_reply::<S, D>),
+        )
+        .route(
+            "/v1/quick-replies/{id}",
+            get(notes::get_quick_reply::<S, D>)
+                .put(notes::replace_quick_reply::<S, D>)
+                .delete(notes::delete_quick_reply::<S, D>),
         )
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -128,11 +153,14 @@ async fn openapi_document() -> Response {
         inbox::list_conversations, inbox::get_conversation, inbox::list_messages,
         inbox::patch_conversation,
         contacts::list_contacts, contacts::get_contact, contacts::patch_contact,
+        notes::add_note, notes::list_notes, notes::list_quick_replies, notes::create_quick_reply,
+        notes::get_quick_reply, notes::replace_quick_reply, notes::delete_quick_reply,
     ),
     components(schemas(
         AiSettings, Providers, ProviderModel, ErrorBody, ErrorDetail, ErrorDetails,
         Conversation, ConversationPage, ConversationPatch, ConversationStatus, Message,
         MessagePage, MessageError, StatusChange, AiReply, Contact, ContactPage, ContactPatch,
+        Note, NewNote, NotePage, QuickReply, QuickReplyInput, QuickReplyList,
     )),
     modifiers(&BearerAuth),
 )]

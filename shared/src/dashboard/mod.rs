@@ -8,7 +8,9 @@ pub mod auth;
 pub mod contacts;
 pub mod inbox;
 pub mod jwks;
+pub mod notes;
 pub mod page;
+pub mod quick_replies;
 
 use crate::conversations::store::StoreError;
 

@@ -7,6 +7,8 @@ mod inbox;
 mod conversations;
 pub mod keys;
 mod messages;
+mod notes;
+mod quick_replies;
 mod replies;
 mod workspaces;
 
