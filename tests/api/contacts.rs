@@ -66,7 +66,9 @@ async fn contacts_list_by_phone_number_across_pages_and_search_by_phone_prefix()
     assert_eq!(pages, 3);
     assert_eq!(inbox.contacts("phone=44").await.0, Vec::<String>::new());
 
-    let one = inbox.ok("GET", &format!("/v1/contacts/{}", SINGAPORE[0]), "", None).await;
+    let one = inbox
+        .ok("GET", &format!("/v1/contacts/{}", SINGAPORE[0]), "", None)
+        .await;
     assert_eq!(one["phone"], "+6591230001");
     assert_eq!(one["profileName"], "Sheena Nelson");
     assert_eq!(one["optedOut"], false);
@@ -79,7 +81,12 @@ async fn name_search_finds_profile_names_and_given_names_by_prefix_in_any_case()
     inbox.everyone_writes().await;
     let renamed = CUSTOMERS[2];
     let reply = inbox
-        .ok("PATCH", &format!("/v1/contacts/{renamed}"), "", Some(&json!({ "name": "Ana  Lim" })))
+        .ok(
+            "PATCH",
+            &format!("/v1/contacts/{renamed}"),
+            "",
+            Some(&json!({ "name": "Ana  Lim" })),
+        )
         .await;
     assert_eq!(reply["name"], "Ana Lim");
     assert_eq!(reply["profileName"], "Sheena Nelson");
@@ -92,10 +99,17 @@ async fn name_search_finds_profile_names_and_given_names_by_prefix_in_any_case()
     assert_eq!(inbox.contacts("name=zed").await.0, Vec::<String>::new());
 
     // A new message keeps the given name; clearing it goes back to the profile name.
-    inbox.customer_writes(renamed, "wamid.CT9", "Hello again").await;
+    inbox
+        .customer_writes(renamed, "wamid.CT9", "Hello again")
+        .await;
     assert_eq!(inbox.contacts("name=ana").await.0, [renamed]);
     let reply = inbox
-        .ok("PATCH", &format!("/v1/contacts/{renamed}"), "", Some(&json!({ "name": null })))
+        .ok(
+            "PATCH",
+            &format!("/v1/contacts/{renamed}"),
+            "",
+            Some(&json!({ "name": null })),
+        )
         .await;
     assert_eq!(reply["name"], "Sheena Nelson");
     assert_eq!(inbox.contacts("name=ana").await.0, Vec::<String>::new());
@@ -111,21 +125,34 @@ async fn patch_sets_tags_and_opt_out_and_the_processor_honours_the_opt_out() {
     let path = format!("/v1/contacts/{customer}");
 
     let reply = inbox
-        .ok("PATCH", &path, "", Some(&json!({ "tags": ["vip", " vip ", "wholesale"], "optedOut": true })))
+        .ok(
+            "PATCH",
+            &path,
+            "",
+            Some(&json!({ "tags": ["vip", " vip ", "wholesale"], "optedOut": true })),
+        )
         .await;
     assert_eq!(reply["tags"], json!(["vip", "wholesale"]));
     assert_eq!(reply["optedOut"], true);
     assert_eq!(inbox.ok("GET", &path, "", None).await, reply);
 
-    inbox.customer_writes(customer, "wamid.OPT2", "Prices?").await;
-    assert_eq!(inbox.replies().await, 1, "no AI reply to an opted-out contact");
+    inbox
+        .customer_writes(customer, "wamid.OPT2", "Prices?")
+        .await;
+    assert_eq!(
+        inbox.replies().await,
+        1,
+        "no AI reply to an opted-out contact"
+    );
 
     let reply = inbox
         .ok("PATCH", &path, "", Some(&json!({ "optedOut": false })))
         .await;
     assert_eq!(reply["optedOut"], false);
     assert_eq!(reply["tags"], json!(["vip", "wholesale"]), "untouched");
-    inbox.customer_writes(customer, "wamid.OPT3", "Prices?").await;
+    inbox
+        .customer_writes(customer, "wamid.OPT3", "Prices?")
+        .await;
     assert_eq!(inbox.replies().await, 2, "answered again once opted in");
 }
 
@@ -144,17 +171,36 @@ async fn invalid_contact_parameters_and_bodies_are_refused_naming_the_field() {
         ("GET", "/v1/contacts", "email=a", None, "email"),
         ("PATCH", &path, "", Some(json!({})), "body"),
         ("PATCH", &path, "", Some(json!({ "name": "" })), "name"),
-        ("PATCH", &path, "", Some(json!({ "tags": ["ok", ""] })), "tags[1]"),
+        (
+            "PATCH",
+            &path,
+            "",
+            Some(json!({ "tags": ["ok", ""] })),
+            "tags[1]",
+        ),
         ("PATCH", &path, "", Some(json!({ "tags": "vip" })), "tags"),
-        ("PATCH", &path, "", Some(json!({ "optedOut": "yes" })), "optedOut"),
+        (
+            "PATCH",
+            &path,
+            "",
+            Some(json!({ "optedOut": "yes" })),
+            "optedOut",
+        ),
     ];
     for (method, path, query, body, field) in cases {
         let reply = inbox.call(method, path, query, body.as_ref()).await;
         assert_eq!(reply.status, 400, "{method} {path}?{query}: {}", reply.body);
         assert_eq!(reply.error_code(), "validation_failed");
-        assert_eq!(reply.json()["error"]["details"]["field"], field, "{}", reply.body);
+        assert_eq!(
+            reply.json()["error"]["details"]["field"],
+            field,
+            "{}",
+            reply.body
+        );
     }
-    let reply = inbox.call("GET", "/v1/contacts/16505559999", "", None).await;
+    let reply = inbox
+        .call("GET", "/v1/contacts/16505559999", "", None)
+        .await;
     assert_eq!(reply.status, 404);
 }
 
@@ -166,7 +212,10 @@ async fn workspace_a_gets_404_for_workspace_bs_contact_on_every_route_and_never_
     let path = format!("/v1/contacts/{}", CUSTOMERS[0]);
     for (method, body) in [
         ("GET", None),
-        ("PATCH", Some(json!({ "name": "Mine now", "optedOut": true }))),
+        (
+            "PATCH",
+            Some(json!({ "name": "Mine now", "optedOut": true })),
+        ),
     ] {
         let reply = inbox.call_as(&a, method, &path, "", body.as_ref()).await;
         assert_eq!(reply.status, 404, "{method}: {}", reply.body);
@@ -180,7 +229,13 @@ async fn workspace_a_gets_404_for_workspace_bs_contact_on_every_route_and_never_
     let page = inbox.ok("GET", "/v1/contacts", "limit=1", None).await;
     let b_cursor = page["nextCursor"].as_str().unwrap();
     let reply = inbox
-        .call_as(&a, "GET", "/v1/contacts", &format!("limit=1&cursor={b_cursor}"), None)
+        .call_as(
+            &a,
+            "GET",
+            "/v1/contacts",
+            &format!("limit=1&cursor={b_cursor}"),
+            None,
+        )
         .await;
     assert_eq!(reply.status, 400, "{}", reply.body);
 

@@ -91,7 +91,13 @@ impl Inbox {
             .count()
     }
 
-    pub(crate) async fn call(&self, method: &'static str, path: &str, query: &str, body: Option<&Value>) -> Reply {
+    pub(crate) async fn call(
+        &self,
+        method: &'static str,
+        path: &str,
+        query: &str,
+        body: Option<&Value>,
+    ) -> Reply {
         self.call_as(&self.token, method, path, query, body).await
     }
 
@@ -119,7 +125,13 @@ impl Inbox {
             .await
     }
 
-    pub(crate) async fn ok(&self, method: &'static str, path: &str, query: &str, body: Option<&Value>) -> Value {
+    pub(crate) async fn ok(
+        &self,
+        method: &'static str,
+        path: &str,
+        query: &str,
+        body: Option<&Value>,
+    ) -> Value {
         let reply = self.call(method, path, query, body).await;
         assert_eq!(reply.status, 200, "{method} {path}?{query}: {}", reply.body);
         reply.json()
@@ -209,7 +221,12 @@ async fn the_status_filter_lists_only_active_or_only_ended_conversations_across_
     for customer in [CUSTOMERS[0], CUSTOMERS[2]] {
         let id = inbox.conversation_of(customer).await;
         let ended = inbox
-            .ok("PATCH", &format!("/v1/conversations/{id}"), "", Some(&json!({ "status": "ended" })))
+            .ok(
+                "PATCH",
+                &format!("/v1/conversations/{id}"),
+                "",
+                Some(&json!({ "status": "ended" })),
+            )
             .await;
         assert_eq!(ended["status"], "ended");
         assert!(ended["endedAt"].is_string());
@@ -237,7 +254,12 @@ async fn updated_since_lists_only_conversations_with_a_message_a_status_or_a_cha
     let b_conversation = inbox.conversation_of(b).await;
     let c_conversation = inbox.conversation_of(c).await;
     let b_messages = inbox
-        .ok("GET", &format!("/v1/conversations/{b_conversation}/messages"), "", None)
+        .ok(
+            "GET",
+            &format!("/v1/conversations/{b_conversation}/messages"),
+            "",
+            None,
+        )
         .await;
     let b_reply = b_messages["items"][1]["id"].as_str().unwrap().to_owned();
 
@@ -254,7 +276,12 @@ async fn updated_since_lists_only_conversations_with_a_message_a_status_or_a_cha
     assert_eq!(inbox.listed_all(&since).await.0, [a]);
     // A status of a message out.
     inbox
-        .deliver(&meta_status(&b_reply, "read", now(), json!({ "recipient_id": b })))
+        .deliver(&meta_status(
+            &b_reply,
+            "read",
+            now(),
+            json!({ "recipient_id": b }),
+        ))
         .await;
     assert_eq!(inbox.listed_all(&since).await.0, [b, a]);
     // A change from the dashboard.
@@ -268,7 +295,9 @@ async fn updated_since_lists_only_conversations_with_a_message_a_status_or_a_cha
         .await;
     assert_eq!(inbox.listed_all(&since).await.0, [c, b, a]);
     // Combined with a status filter, and paged.
-    let (active, _) = inbox.listed_all(&format!("{since}&status=active&limit=1")).await;
+    let (active, _) = inbox
+        .listed_all(&format!("{since}&status=active&limit=1"))
+        .await;
     assert_eq!(active, [c, b, a]);
     let (all, _) = inbox.listed_all("updatedSince=2020-01-01T00:00:00Z").await;
     assert_eq!(all, [c, b, a, d]);
@@ -278,10 +307,14 @@ async fn updated_since_lists_only_conversations_with_a_message_a_status_or_a_cha
 async fn a_conversation_and_its_messages_read_back_in_order_with_statuses_and_ai_details() {
     let inbox = inbox(true).await;
     let customer = CUSTOMERS[0];
-    inbox.customer_writes(customer, "wamid.READ1", "Hello").await;
+    inbox
+        .customer_writes(customer, "wamid.READ1", "Hello")
+        .await;
     let id = inbox.conversation_of(customer).await;
 
-    let conversation = inbox.ok("GET", &format!("/v1/conversations/{id}"), "", None).await;
+    let conversation = inbox
+        .ok("GET", &format!("/v1/conversations/{id}"), "", None)
+        .await;
     assert_eq!(conversation["id"], id.as_str());
     assert_eq!(conversation["contactId"], customer);
     assert_eq!(conversation["status"], "active");
@@ -307,7 +340,12 @@ async fn a_conversation_and_its_messages_read_back_in_order_with_statuses_and_ai
 
     for status in ["delivered", "read"] {
         inbox
-            .deliver(&meta_status(&reply_id, status, now(), json!({ "recipient_id": customer })))
+            .deliver(&meta_status(
+                &reply_id,
+                status,
+                now(),
+                json!({ "recipient_id": customer }),
+            ))
             .await;
     }
     let messages = inbox
@@ -328,9 +366,17 @@ async fn a_conversation_and_its_messages_read_back_in_order_with_statuses_and_ai
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     inbox.customer_writes(customer, "wamid.READ2", "And?").await;
     let first = inbox
-        .ok("GET", &format!("/v1/conversations/{id}/messages"), "limit=3", None)
+        .ok(
+            "GET",
+            &format!("/v1/conversations/{id}/messages"),
+            "limit=3",
+            None,
+        )
         .await;
-    let cursor = first["nextCursor"].as_str().expect("a second page").to_owned();
+    let cursor = first["nextCursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
     let second = inbox
         .ok(
             "GET",
@@ -356,7 +402,9 @@ async fn a_conversation_and_its_messages_read_back_in_order_with_statuses_and_ai
 async fn after_patch_bot_paused_a_customer_message_is_stored_without_an_ai_reply_until_resumed() {
     let inbox = inbox(true).await;
     let customer = CUSTOMERS[0];
-    inbox.customer_writes(customer, "wamid.HAND1", "Hello").await;
+    inbox
+        .customer_writes(customer, "wamid.HAND1", "Hello")
+        .await;
     assert_eq!(inbox.replies().await, 1, "the AI answers at first");
     let id = inbox.conversation_of(customer).await;
     let path = format!("/v1/conversations/{id}");
@@ -392,7 +440,8 @@ async fn after_patch_bot_paused_a_customer_message_is_stored_without_an_ai_reply
 }
 
 #[tokio::test]
-async fn an_ended_conversation_cannot_be_paused_or_reopened_and_the_next_message_starts_a_new_one() {
+async fn an_ended_conversation_cannot_be_paused_or_reopened_and_the_next_message_starts_a_new_one()
+{
     let inbox = inbox(false).await;
     let customer = CUSTOMERS[0];
     inbox.customer_writes(customer, "wamid.END1", "Hello").await;
@@ -408,7 +457,9 @@ async fn an_ended_conversation_cannot_be_paused_or_reopened_and_the_next_message
         assert_eq!(reply.error_code(), "conflict");
     }
 
-    inbox.customer_writes(customer, "wamid.END2", "Back again").await;
+    inbox
+        .customer_writes(customer, "wamid.END2", "Back again")
+        .await;
     let newest = inbox.conversation_of(customer).await;
     assert_ne!(newest, id, "a new conversation");
     let (ended, _) = inbox.listed_all("status=ended").await;
@@ -420,30 +471,99 @@ async fn an_ended_conversation_cannot_be_paused_or_reopened_and_the_next_message
 #[tokio::test]
 async fn invalid_parameters_and_bodies_are_refused_naming_the_field() {
     let inbox = inbox(false).await;
-    inbox.customer_writes(CUSTOMERS[0], "wamid.VAL1", "Hello").await;
+    inbox
+        .customer_writes(CUSTOMERS[0], "wamid.VAL1", "Hello")
+        .await;
     let id = inbox.conversation_of(CUSTOMERS[0]).await;
     let cases: Vec<(&'static str, String, &str, Option<Value>, &str)> = vec![
-        ("GET", "/v1/conversations".into(), "status=open", None, "status"),
-        ("GET", "/v1/conversations".into(), "updatedSince=yesterday", None, "updatedSince"),
+        (
+            "GET",
+            "/v1/conversations".into(),
+            "status=open",
+            None,
+            "status",
+        ),
+        (
+            "GET",
+            "/v1/conversations".into(),
+            "updatedSince=yesterday",
+            None,
+            "updatedSince",
+        ),
         ("GET", "/v1/conversations".into(), "limit=0", None, "limit"),
-        ("GET", "/v1/conversations".into(), "limit=many", None, "limit"),
-        ("GET", "/v1/conversations".into(), "cursor=garbled", None, "cursor"),
+        (
+            "GET",
+            "/v1/conversations".into(),
+            "limit=many",
+            None,
+            "limit",
+        ),
+        (
+            "GET",
+            "/v1/conversations".into(),
+            "cursor=garbled",
+            None,
+            "cursor",
+        ),
         ("GET", "/v1/conversations".into(), "sort=asc", None, "sort"),
-        ("GET", format!("/v1/conversations/{id}/messages"), "limit=101", None, "limit"),
-        ("GET", format!("/v1/conversations/{id}/messages"), "cursor=eyJ4IjoxfQ", None, "cursor"),
-        ("PATCH", format!("/v1/conversations/{id}"), "", Some(json!({})), "body"),
-        ("PATCH", format!("/v1/conversations/{id}"), "", Some(json!({ "status": "closed" })), "status"),
-        ("PATCH", format!("/v1/conversations/{id}"), "", Some(json!({ "botPaused": "yes" })), "botPaused"),
-        ("PATCH", format!("/v1/conversations/{id}"), "", Some(json!({ "paused": true })), "paused"),
+        (
+            "GET",
+            format!("/v1/conversations/{id}/messages"),
+            "limit=101",
+            None,
+            "limit",
+        ),
+        (
+            "GET",
+            format!("/v1/conversations/{id}/messages"),
+            "cursor=eyJ4IjoxfQ",
+            None,
+            "cursor",
+        ),
+        (
+            "PATCH",
+            format!("/v1/conversations/{id}"),
+            "",
+            Some(json!({})),
+            "body",
+        ),
+        (
+            "PATCH",
+            format!("/v1/conversations/{id}"),
+            "",
+            Some(json!({ "status": "closed" })),
+            "status",
+        ),
+        (
+            "PATCH",
+            format!("/v1/conversations/{id}"),
+            "",
+            Some(json!({ "botPaused": "yes" })),
+            "botPaused",
+        ),
+        (
+            "PATCH",
+            format!("/v1/conversations/{id}"),
+            "",
+            Some(json!({ "paused": true })),
+            "paused",
+        ),
     ];
     for (method, path, query, body, field) in cases {
         let reply = inbox.call(method, &path, query, body.as_ref()).await;
         assert_eq!(reply.status, 400, "{method} {path}?{query}: {}", reply.body);
         assert_eq!(reply.error_code(), "validation_failed");
-        assert_eq!(reply.json()["error"]["details"]["field"], field, "{}", reply.body);
+        assert_eq!(
+            reply.json()["error"]["details"]["field"],
+            field,
+            "{}",
+            reply.body
+        );
     }
     // A conversations cursor is not a messages cursor.
-    inbox.customer_writes(CUSTOMERS[1], "wamid.VAL2", "Hello").await;
+    inbox
+        .customer_writes(CUSTOMERS[1], "wamid.VAL2", "Hello")
+        .await;
     let (_, cursor) = inbox.listed("limit=1").await;
     let reply = inbox
         .call(
@@ -459,8 +579,12 @@ async fn invalid_parameters_and_bodies_are_refused_naming_the_field() {
 #[tokio::test]
 async fn workspace_a_gets_404_for_workspace_bs_conversation_on_every_route_and_never_its_data() {
     let inbox = inbox(false).await;
-    inbox.customer_writes(CUSTOMERS[0], "wamid.TEN1", "B's customer").await;
-    inbox.customer_writes(CUSTOMERS[1], "wamid.TEN2", "B's other customer").await;
+    inbox
+        .customer_writes(CUSTOMERS[0], "wamid.TEN1", "B's customer")
+        .await;
+    inbox
+        .customer_writes(CUSTOMERS[1], "wamid.TEN2", "B's other customer")
+        .await;
     let b_id = inbox.conversation_of(CUSTOMERS[0]).await;
     let a = token(&workspace("ws-a"));
 
@@ -477,14 +601,22 @@ async fn workspace_a_gets_404_for_workspace_bs_conversation_on_every_route_and_n
         assert_eq!(reply.error_code(), "not_found");
         assert!(!reply.body.contains(CUSTOMERS[0]), "{}", reply.body);
     }
-    let reply = inbox.call_as(&a, "GET", "/v1/conversations", "", None).await;
+    let reply = inbox
+        .call_as(&a, "GET", "/v1/conversations", "", None)
+        .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["items"], json!([]));
 
     // B's cursor cannot page through B's list for A.
     let (_, b_cursor) = inbox.listed("limit=1").await;
     let reply = inbox
-        .call_as(&a, "GET", "/v1/conversations", &format!("limit=1&cursor={}", b_cursor.unwrap()), None)
+        .call_as(
+            &a,
+            "GET",
+            "/v1/conversations",
+            &format!("limit=1&cursor={}", b_cursor.unwrap()),
+            None,
+        )
         .await;
     assert_eq!(reply.status, 400, "{}", reply.body);
 

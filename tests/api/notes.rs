@@ -10,11 +10,18 @@ use crate::inbox::{CUSTOMERS, inbox};
 async fn notes_are_written_on_a_contact_and_read_back_newest_first_across_pages() {
     let inbox = inbox(false).await;
     let customer = CUSTOMERS[0];
-    inbox.customer_writes(customer, "wamid.NOTE1", "Hello").await;
+    inbox
+        .customer_writes(customer, "wamid.NOTE1", "Hello")
+        .await;
     let path = format!("/v1/contacts/{customer}/notes");
     for i in 1..=3 {
         let reply = inbox
-            .call("POST", &path, "", Some(&json!({ "text": format!("  note {i} ") })))
+            .call(
+                "POST",
+                &path,
+                "",
+                Some(&json!({ "text": format!("  note {i} ") })),
+            )
             .await;
         assert_eq!(reply.status, 201, "{}", reply.body);
         assert_eq!(reply.json()["text"], format!("note {i}"));
@@ -49,7 +56,12 @@ async fn notes_are_written_on_a_contact_and_read_back_newest_first_across_pages(
     let reply = inbox.call("GET", &path, "cursor=bad", None).await;
     assert_eq!(reply.json()["error"]["details"]["field"], "cursor");
     let reply = inbox
-        .call("POST", "/v1/contacts/16505559999/notes", "", Some(&json!({ "text": "hi" })))
+        .call(
+            "POST",
+            "/v1/contacts/16505559999/notes",
+            "",
+            Some(&json!({ "text": "hi" })),
+        )
         .await;
     assert_eq!(reply.status, 404);
 }
@@ -58,7 +70,9 @@ async fn notes_are_written_on_a_contact_and_read_back_newest_first_across_pages(
 async fn workspace_a_can_neither_read_nor_write_notes_on_workspace_bs_contact() {
     let inbox = inbox(false).await;
     let customer = CUSTOMERS[0];
-    inbox.customer_writes(customer, "wamid.NOTE2", "Hello").await;
+    inbox
+        .customer_writes(customer, "wamid.NOTE2", "Hello")
+        .await;
     let path = format!("/v1/contacts/{customer}/notes");
     inbox
         .call("POST", &path, "", Some(&json!({ "text": "B's secret" })))
@@ -86,21 +100,47 @@ fn quick(title: &str, shortcut: Option<&str>) -> Value {
 #[tokio::test]
 async fn quick_replies_are_created_read_replaced_and_deleted() {
     let inbox = inbox(false).await;
-    let created = inbox.call("POST", "/v1/quick-replies", "", Some(&quick("Hours", Some("/Hours")))).await;
+    let created = inbox
+        .call(
+            "POST",
+            "/v1/quick-replies",
+            "",
+            Some(&quick("Hours", Some("/Hours"))),
+        )
+        .await;
     assert_eq!(created.status, 201, "{}", created.body);
     let created = created.json();
     assert_eq!(created["shortcut"], "/hours");
     let id = created["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/quick-replies/{id}");
     assert_eq!(inbox.ok("GET", &path, "", None).await, created);
-    let second = inbox.call("POST", "/v1/quick-replies", "", Some(&quick("Address", None))).await;
+    let second = inbox
+        .call(
+            "POST",
+            "/v1/quick-replies",
+            "",
+            Some(&quick("Address", None)),
+        )
+        .await;
     assert_eq!(second.status, 201);
 
     let list = inbox.ok("GET", "/v1/quick-replies", "", None).await;
-    let titles: Vec<&str> = list["items"].as_array().unwrap().iter().map(|q| q["title"].as_str().unwrap()).collect();
+    let titles: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["title"].as_str().unwrap())
+        .collect();
     assert_eq!(titles, ["Hours", "Address"]);
 
-    let replaced = inbox.ok("PUT", &path, "", Some(&quick("Opening hours", Some("open")))).await;
+    let replaced = inbox
+        .ok(
+            "PUT",
+            &path,
+            "",
+            Some(&quick("Opening hours", Some("open"))),
+        )
+        .await;
     assert_eq!(replaced["title"], "Opening hours");
     assert_eq!(replaced["shortcut"], "/open");
     assert_eq!(replaced["createdAt"], created["createdAt"]);
@@ -117,31 +157,97 @@ async fn quick_replies_are_created_read_replaced_and_deleted() {
 #[tokio::test]
 async fn a_duplicate_shortcut_is_a_conflict_until_the_first_one_lets_it_go() {
     let inbox = inbox(false).await;
-    let first = inbox.call("POST", "/v1/quick-replies", "", Some(&quick("Hours", Some("/hours")))).await.json();
+    let first = inbox
+        .call(
+            "POST",
+            "/v1/quick-replies",
+            "",
+            Some(&quick("Hours", Some("/hours"))),
+        )
+        .await
+        .json();
     let first_path = format!("/v1/quick-replies/{}", first["id"].as_str().unwrap());
 
-    let duplicate = inbox.call("POST", "/v1/quick-replies", "", Some(&quick("Times", Some("HOURS")))).await;
+    let duplicate = inbox
+        .call(
+            "POST",
+            "/v1/quick-replies",
+            "",
+            Some(&quick("Times", Some("HOURS"))),
+        )
+        .await;
     assert_eq!(duplicate.status, 409, "{}", duplicate.body);
     assert_eq!(duplicate.error_code(), "conflict");
     let list = inbox.ok("GET", "/v1/quick-replies", "", None).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1, "nothing half-written");
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "nothing half-written"
+    );
 
     // Renaming another onto the shortcut is a conflict too.
-    let other = inbox.call("POST", "/v1/quick-replies", "", Some(&quick("Times", Some("/times")))).await.json();
+    let other = inbox
+        .call(
+            "POST",
+            "/v1/quick-replies",
+            "",
+            Some(&quick("Times", Some("/times"))),
+        )
+        .await
+        .json();
     let other_path = format!("/v1/quick-replies/{}", other["id"].as_str().unwrap());
-    let reply = inbox.call("PUT", &other_path, "", Some(&quick("Times", Some("/hours")))).await;
+    let reply = inbox
+        .call(
+            "PUT",
+            &other_path,
+            "",
+            Some(&quick("Times", Some("/hours"))),
+        )
+        .await;
     assert_eq!(reply.status, 409, "{}", reply.body);
-    assert_eq!(inbox.ok("GET", &other_path, "", None).await["shortcut"], "/times");
+    assert_eq!(
+        inbox.ok("GET", &other_path, "", None).await["shortcut"],
+        "/times"
+    );
 
     // Once the first moves off it, or is deleted, the shortcut is free.
-    inbox.ok("PUT", &first_path, "", Some(&quick("Hours", Some("/opening")))).await;
-    inbox.ok("PUT", &other_path, "", Some(&quick("Times", Some("/hours")))).await;
+    inbox
+        .ok(
+            "PUT",
+            &first_path,
+            "",
+            Some(&quick("Hours", Some("/opening"))),
+        )
+        .await;
+    inbox
+        .ok(
+            "PUT",
+            &other_path,
+            "",
+            Some(&quick("Times", Some("/hours"))),
+        )
+        .await;
     inbox.call("DELETE", &other_path, "", None).await;
-    let reply = inbox.call("POST", "/v1/quick-replies", "", Some(&quick("Again", Some("/hours")))).await;
+    let reply = inbox
+        .call(
+            "POST",
+            "/v1/quick-replies",
+            "",
+            Some(&quick("Again", Some("/hours"))),
+        )
+        .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     // Another workspace has its own shortcuts.
     let a = token(&workspace("ws-a"));
-    let reply = inbox.call_as(&a, "POST", "/v1/quick-replies", "", Some(&quick("Hours", Some("/hours")))).await;
+    let reply = inbox
+        .call_as(
+            &a,
+            "POST",
+            "/v1/quick-replies",
+            "",
+            Some(&quick("Hours", Some("/hours"))),
+        )
+        .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
 }
 
@@ -152,19 +258,37 @@ async fn invalid_quick_replies_are_refused_naming_the_field() {
         (json!({ "title": "", "text": "t" }), "title"),
         (json!({ "title": "t", "text": " " }), "text"),
         (json!({ "text": "t" }), "title"),
-        (json!({ "title": "t", "text": "t", "shortcut": "two words" }), "shortcut"),
+        (
+            json!({ "title": "t", "text": "t", "shortcut": "two words" }),
+            "shortcut",
+        ),
         (json!({ "title": "t", "text": "t", "emoji": "x" }), "emoji"),
     ] {
-        let reply = inbox.call("POST", "/v1/quick-replies", "", Some(&body)).await;
+        let reply = inbox
+            .call("POST", "/v1/quick-replies", "", Some(&body))
+            .await;
         assert_eq!(reply.status, 400, "{body}: {}", reply.body);
-        assert_eq!(reply.json()["error"]["details"]["field"], field, "{}", reply.body);
+        assert_eq!(
+            reply.json()["error"]["details"]["field"],
+            field,
+            "{}",
+            reply.body
+        );
     }
 }
 
 #[tokio::test]
 async fn workspace_a_gets_404_for_workspace_bs_quick_reply_on_every_route() {
     let inbox = inbox(false).await;
-    let b = inbox.call("POST", "/v1/quick-replies", "", Some(&quick("B only", Some("/b")))).await.json();
+    let b = inbox
+        .call(
+            "POST",
+            "/v1/quick-replies",
+            "",
+            Some(&quick("B only", Some("/b"))),
+        )
+        .await
+        .json();
     let path = format!("/v1/quick-replies/{}", b["id"].as_str().unwrap());
     let a = token(&workspace("ws-a"));
     for (method, body) in [
@@ -176,7 +300,9 @@ async fn workspace_a_gets_404_for_workspace_bs_quick_reply_on_every_route() {
         assert_eq!(reply.status, 404, "{method}: {}", reply.body);
         assert!(!reply.body.contains("B only"));
     }
-    let list = inbox.call_as(&a, "GET", "/v1/quick-replies", "", None).await;
+    let list = inbox
+        .call_as(&a, "GET", "/v1/quick-replies", "", None)
+        .await;
     assert_eq!(list.json()["items"], json!([]));
     assert_eq!(inbox.ok("GET", &path, "", None).await, b);
 }

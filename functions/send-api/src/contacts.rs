@@ -48,7 +48,9 @@ pub async fn get_contact<S: SecretSource, D: ApiStore>(
     Caller(workspace): Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Contact>, ApiError> {
-    Ok(axum::Json(contacts::get(&api.store, &workspace, &id).await?))
+    Ok(axum::Json(
+        contacts::get(&api.store, &workspace, &id).await?,
+    ))
 }
 
 /// Names, tags, or opts a contact out (or back in). Opt-out is the flag the message processor

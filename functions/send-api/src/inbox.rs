@@ -59,7 +59,9 @@ pub async fn list_conversations<S: SecretSource, D: ApiStore>(
     Caller(workspace): Caller,
     Query(params): Query<ConversationListParams>,
 ) -> Result<axum::Json<ConversationPage>, ApiError> {
-    Ok(axum::Json(inbox::list(&api.store, &workspace, params).await?))
+    Ok(axum::Json(
+        inbox::list(&api.store, &workspace, params).await?,
+    ))
 }
 
 /// One conversation.

@@ -22,13 +22,13 @@ use shared::conversations::store::{ContactStore, StoreError};
 use shared::dashboard::ai_settings::{self, AiConfigStore, AiSettings, ProviderModel, Providers};
 use shared::dashboard::auth::{AuthError, Authenticator};
 use shared::dashboard::contacts::{Contact, ContactDirectory, ContactPage, ContactPatch};
-use shared::dashboard::notes::{NewNote, Note, NotePage, NoteStore};
-use shared::dashboard::quick_replies::{
-    QuickReply, QuickReplyInput, QuickReplyList, QuickReplyStore,
-};
 use shared::dashboard::inbox::{
     AiReply, Conversation, ConversationPage, ConversationPatch, ConversationStatus, InboxStore,
     Message, MessageError, MessagePage, StatusChange,
+};
+use shared::dashboard::notes::{NewNote, Note, NotePage, NoteStore};
+use shared::dashboard::quick_replies::{
+    QuickReply, QuickReplyInput, QuickReplyList, QuickReplyStore,
 };
 use shared::dashboard::{DashboardError, from_json};
 use shared::ids::WorkspaceId;
@@ -63,10 +63,7 @@ pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
             "/v1/ai-config",
             get(get_ai_config::<S, D>).put(put_ai_config::<S, D>),
         )
-        .route(
-            "/v1/conversations",
-            get(inbox::list_conversations::<S, D>),
-        )
+        .route("/v1/conversations", get(inbox::list_conversations::<S, D>))
         .route(
             "/v1/conversations/{id}",
             get(inbox::get_conversation::<S, D>).patch(inbox::patch_conversation::<S, D>),

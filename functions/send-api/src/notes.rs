@@ -69,7 +69,9 @@ pub async fn list_quick_replies<S: SecretSource, D: ApiStore>(
     State(api): State<Arc<SendApi<S, D>>>,
     Caller(workspace): Caller,
 ) -> Result<axum::Json<QuickReplyList>, ApiError> {
-    Ok(axum::Json(quick_replies::list(&api.store, &workspace).await?))
+    Ok(axum::Json(
+        quick_replies::list(&api.store, &workspace).await?,
+    ))
 }
 
 /// Creates a quick reply.

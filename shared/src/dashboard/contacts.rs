@@ -343,10 +343,11 @@ mod tests {
         .unwrap();
         assert_eq!(change.name, Some(None));
         assert_eq!(change.tags, Some(vec!["vip".into(), "late payer".into()]));
-        let change = serde_json::from_value::<ContactPatch>(serde_json::json!({ "optedOut": true }))
-            .unwrap()
-            .validate()
-            .unwrap();
+        let change =
+            serde_json::from_value::<ContactPatch>(serde_json::json!({ "optedOut": true }))
+                .unwrap()
+                .validate()
+                .unwrap();
         assert_eq!(change.name, None);
     }
 

@@ -428,10 +428,7 @@ mod tests {
         .validate()
         .unwrap();
         assert_eq!(query.status, Some(ConversationStatus::Ended));
-        assert_eq!(
-            query.updated_since.unwrap().unix_timestamp(),
-            1_769_848_200
-        );
+        assert_eq!(query.updated_since.unwrap().unix_timestamp(), 1_769_848_200);
         assert_eq!(query.limit, 10);
     }
 }

@@ -117,7 +117,10 @@ mod tests {
             sk: "CONV#01J".into(),
             index_sk: "CONV#1".into(),
         };
-        assert_eq!(field(other_list.expect("CT#ws#", "CONV#", "CONV#")), "cursor");
+        assert_eq!(
+            field(other_list.expect("CT#ws#", "CONV#", "CONV#")),
+            "cursor"
+        );
     }
 
     #[test]

@@ -251,7 +251,9 @@ mod tests {
 
     #[test]
     fn a_shortcut_is_kept_lower_case_with_one_leading_slash() {
-        let (_, _, shortcut) = input("Hours", "9 to 5", Some(" /Hours ")).validate().unwrap();
+        let (_, _, shortcut) = input("Hours", "9 to 5", Some(" /Hours "))
+            .validate()
+            .unwrap();
         assert_eq!(shortcut.as_deref(), Some("/hours"));
         let (_, _, shortcut) = input("Hours", "9 to 5", Some("hours")).validate().unwrap();
         assert_eq!(shortcut.as_deref(), Some("/hours"));

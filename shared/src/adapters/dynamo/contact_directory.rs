@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 
 use crate::conversations::store::StoreResult;
 use crate::dashboard::DashboardError;
-use crate::dashboard::contacts::{Contact, ContactChange, ContactDirectory, ContactSearch, fold_name};
+use crate::dashboard::contacts::{
+    Contact, ContactChange, ContactDirectory, ContactSearch, fold_name,
+};
 use crate::dashboard::page::{Page, PageKey};
 use crate::ids::{WaId, WorkspaceId};
 
@@ -71,7 +73,12 @@ impl ContactDirectory for DynamoStore {
     ) -> Result<Page<Contact>, DashboardError> {
         let own = format!("CT#{}#", ws.as_str());
         let (index, partition, prefix, cursor_sk) = match search {
-            ContactSearch::All => ("GSI1", format!("WS#{}", ws.as_str()), "CONTACT#".to_owned(), "CONTACT#"),
+            ContactSearch::All => (
+                "GSI1",
+                format!("WS#{}", ws.as_str()),
+                "CONTACT#".to_owned(),
+                "CONTACT#",
+            ),
             ContactSearch::PhonePrefix(digits) => (
                 "GSI1",
                 format!("WS#{}", ws.as_str()),

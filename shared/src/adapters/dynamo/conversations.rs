@@ -166,7 +166,10 @@ impl DynamoStore {
                 items.push(update(
                     &self.table,
                     self::conversation_key(ws, wa_id, previous),
-                    &format!("SET #status = :ended, ended_at = :ts, {}", touch_expression()),
+                    &format!(
+                        "SET #status = :ended, ended_at = :ts, {}",
+                        touch_expression()
+                    ),
                     &[("#status", "status")],
                     values,
                     Some("attribute_exists(pk)"),

@@ -10,8 +10,8 @@ use crate::conversations::model::ContactRef;
 use crate::conversations::store::StoreResult;
 use crate::dashboard::DashboardError;
 use crate::dashboard::inbox::{
-    AiReply, Conversation, ConversationQuery, ConversationRecord, ConversationStatus,
-    InboxStore, Message, MessageError, StatusChange,
+    AiReply, Conversation, ConversationQuery, ConversationRecord, ConversationStatus, InboxStore,
+    Message, MessageError, StatusChange,
 };
 use crate::dashboard::page::{Page, PageKey};
 use crate::ids::{ConversationId, WorkspaceId};
@@ -123,7 +123,11 @@ pub(super) fn index_keys(index: &str) -> (&'static str, &'static str) {
 /// A key condition on an index's sort key, written with `#sk` for it, and its values.
 pub(super) type Range<'a> = (&'a str, Vec<(&'a str, AttributeValue)>);
 /// A filter expression, its names and its values.
-pub(super) type Filter<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<(&'a str, AttributeValue)>);
+pub(super) type Filter<'a> = (
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Vec<(&'a str, AttributeValue)>,
+);
 
 impl DynamoStore {
     /// Reads one page of an index partition, following DynamoDB's pages until `limit` items
@@ -198,12 +202,13 @@ impl DynamoStore {
             .get(contact_key(&contact.workspace_id, &contact.wa_id), true)
             .await?
             .unwrap_or_default();
-        let current: Option<ConversationId> =
-            attribute(&item, &thread_attr(&contact.phone_number_id, "conversation_id"))?;
+        let current: Option<ConversationId> = attribute(
+            &item,
+            &thread_attr(&contact.phone_number_id, "conversation_id"),
+        )?;
         let is_current = current.as_ref() == Some(id);
-        let paused: bool =
-            attribute(&item, &thread_attr(&contact.phone_number_id, "bot_paused"))?
-                .unwrap_or(false);
+        let paused: bool = attribute(&item, &thread_attr(&contact.phone_number_id, "bot_paused"))?
+            .unwrap_or(false);
         Ok((is_current, is_current && paused))
     }
 }
@@ -323,11 +328,7 @@ impl InboxStore for DynamoStore {
                 ("#sk >= :zero", vec![(":zero", s("0"))]),
                 // Conversation ids are unique, but a message is only ever shown to its own
                 // workspace.
-                Some((
-                    "workspace_id = :ws",
-                    vec![],
-                    vec![(":ws", s(ws.as_str()))],
-                )),
+                Some(("workspace_id = :ws", vec![], vec![(":ws", s(ws.as_str()))])),
                 false,
                 limit,
                 after,
@@ -378,11 +379,20 @@ impl InboxStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(contact_key(&contact.workspace_id, &contact.wa_id))))
+            .set_key(Some(key(contact_key(
+                &contact.workspace_id,
+                &contact.wa_id,
+            ))))
             .update_expression("REMOVE #conv SET #paused = :no, updated_at = :at")
             .condition_expression("#conv = :id")
-            .expression_attribute_names("#conv", thread_attr(&contact.phone_number_id, "conversation_id"))
-            .expression_attribute_names("#paused", thread_attr(&contact.phone_number_id, "bot_paused"))
+            .expression_attribute_names(
+                "#conv",
+                thread_attr(&contact.phone_number_id, "conversation_id"),
+            )
+            .expression_attribute_names(
+                "#paused",
+                thread_attr(&contact.phone_number_id, "bot_paused"),
+            )
             .expression_attribute_values(":id", s(conversation.id.as_str()))
             .expression_attribute_values(":no", b(false))
             .expression_attribute_values(":at", ts(at))

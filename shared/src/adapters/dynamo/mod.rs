@@ -3,8 +3,8 @@
 
 mod contact_directory;
 mod contacts;
-mod inbox;
 mod conversations;
+mod inbox;
 pub mod keys;
 mod messages;
 mod notes;

@@ -44,21 +44,21 @@ impl NoteStore for DynamoStore {
     ) -> Result<Page<Note>, DashboardError> {
         let pk = contact_key(ws, wa_id).0;
         let after = after.map(|a| a.expect(&pk, "NOTE#", "NOTE#")).transpose()?;
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :note)")
-            .expression_attribute_values(":pk", s(&pk))
-            .expression_attribute_values(":note", s("NOTE#"))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(after.map(|a| {
-                HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(a.sk))])
-            }))
-            .send()
-            .await
-            .map_err(unavailable)?;
+        let output =
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :note)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":note", s("NOTE#"))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(after.map(|a| {
+                    HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(a.sk))])
+                }))
+                .send()
+                .await
+                .map_err(unavailable)?;
         let next = output.last_evaluated_key.and_then(|last| {
             let sk = last.get("sk")?.as_s().ok()?.clone();
             Some(PageKey {

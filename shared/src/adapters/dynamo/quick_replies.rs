@@ -16,7 +16,10 @@ pub fn quick_reply_key(ws: &WorkspaceId, id: &str) -> (String, String) {
 }
 
 fn shortcut_key(ws: &WorkspaceId, shortcut: &str) -> (String, String) {
-    (format!("WS#{}", ws.as_str()), format!("SHORTCUT#{shortcut}"))
+    (
+        format!("WS#{}", ws.as_str()),
+        format!("SHORTCUT#{shortcut}"),
+    )
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -88,7 +91,11 @@ impl DynamoStore {
             .build())
     }
 
-    fn shortcut_guard(&self, ws: &WorkspaceId, reply: &QuickReply) -> StoreResult<Option<TransactWriteItem>> {
+    fn shortcut_guard(
+        &self,
+        ws: &WorkspaceId,
+        reply: &QuickReply,
+    ) -> StoreResult<Option<TransactWriteItem>> {
         reply
             .shortcut
             .as_deref()
@@ -106,7 +113,10 @@ impl DynamoStore {
 
     /// Runs a quick reply transaction whose first write is the quick reply itself; a failed
     /// condition there means it is gone, anywhere else that the shortcut is taken.
-    async fn quick_reply_transaction(&self, writes: Vec<TransactWriteItem>) -> StoreResult<QuickReplyWrite> {
+    async fn quick_reply_transaction(
+        &self,
+        writes: Vec<TransactWriteItem>,
+    ) -> StoreResult<QuickReplyWrite> {
         match self
             .client
             .transact_write_items()
@@ -118,7 +128,9 @@ impl DynamoStore {
             Err(e) => match cancelled_conditions(&e) {
                 Some(reasons) if reasons.first() == Some(&true) => Ok(QuickReplyWrite::NotFound),
                 Some(reasons) if reasons.contains(&true) => Ok(QuickReplyWrite::ShortcutTaken),
-                Some(_) => Err(StoreError::Conflict("a concurrent change to a quick reply".into())),
+                Some(_) => Err(StoreError::Conflict(
+                    "a concurrent change to a quick reply".into(),
+                )),
                 None => Err(unavailable(e)),
             },
         }
@@ -159,7 +171,11 @@ impl QuickReplyStore for DynamoStore {
             .transpose()
     }
 
-    async fn create_quick_reply(&self, ws: &WorkspaceId, reply: &QuickReply) -> StoreResult<QuickReplyWrite> {
+    async fn create_quick_reply(
+        &self,
+        ws: &WorkspaceId,
+        reply: &QuickReply,
+    ) -> StoreResult<QuickReplyWrite> {
         let item = to_item(quick_reply_key(ws, &reply.id), &row(reply))?;
         let mut writes = vec![self.put_item(item, "attribute_not_exists(pk)")?];
         writes.extend(self.shortcut_guard(ws, reply)?);
@@ -187,11 +203,13 @@ impl QuickReplyStore for DynamoStore {
         self.quick_reply_transaction(writes).await
     }
 
-    async fn delete_quick_reply(&self, ws: &WorkspaceId, reply: &QuickReply) -> StoreResult<QuickReplyWrite> {
-        let mut writes = vec![self.delete_write(
-            quick_reply_key(ws, &reply.id),
-            Some("attribute_exists(pk)"),
-        )?];
+    async fn delete_quick_reply(
+        &self,
+        ws: &WorkspaceId,
+        reply: &QuickReply,
+    ) -> StoreResult<QuickReplyWrite> {
+        let mut writes =
+            vec![self.delete_write(quick_reply_key(ws, &reply.id), Some("attribute_exists(pk)"))?];
         if let Some(shortcut) = &reply.shortcut {
             writes.push(self.delete_write(shortcut_key(ws, shortcut), None)?);
         }
