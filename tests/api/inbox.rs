@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use integration_tests::processor::{
     TestProcessor, build_processor, cloud_api, envelopes_of, event, invoke, meta_status,
     meta_texts, now, record, seed,
@@ -586,7 +588,8 @@ async fn workspace_a_gets_404_for_workspace_bs_conversation_on_every_route_and_n
         .customer_writes(CUSTOMERS[1], "wamid.TEN2", "B's other customer")
         .await;
     let b_id = inbox.conversation_of(CUSTOMERS[0]).await;
-    let a = token(&workspace("ws-a"));
+    let ws_a = workspace("ws-a");
+    let a = token(&ws_a);
 
     let path = format!("/v1/conversations/{b_id}");
     for (method, path, body) in [
@@ -619,6 +622,27 @@ async fn workspace_a_gets_404_for_workspace_bs_conversation_on_every_route_and_n
         )
         .await;
     assert_eq!(reply.status, 400, "{}", reply.body);
+
+    // A cursor forged in A's own shape reads A's partition only: never B's items, never a 5xx.
+    let own = format!("CT#{}#16505550001", ws_a.as_str());
+    let long = "CONV#".repeat(100);
+    for (pk, sk, index_sk) in [
+        (own.as_str(), "CONV#x", "CONV#999999999999999#x"),
+        (own.as_str(), long.as_str(), "CONV#0"),
+    ] {
+        let forged = URL_SAFE_NO_PAD.encode(json!([pk, sk, index_sk]).to_string());
+        let reply = inbox
+            .call_as(
+                &a,
+                "GET",
+                "/v1/conversations",
+                &format!("cursor={forged}"),
+                None,
+            )
+            .await;
+        assert!(reply.status == 200 || reply.status == 400, "{}", reply.body);
+        assert!(!reply.body.contains(CUSTOMERS[0]), "{}", reply.body);
+    }
 
     // A's attempts changed nothing of B's.
     let b_view = inbox.ok("GET", &path, "", None).await;

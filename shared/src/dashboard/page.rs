@@ -46,7 +46,11 @@ impl PageKey {
         let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
         let (pk, sk, index_sk): (String, String, String) =
             serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-        if [&pk, &sk, &index_sk].iter().any(|k| k.is_empty()) {
+        // DynamoDB keys: a sort key is at most 1024 bytes.
+        if [&pk, &sk, &index_sk]
+            .iter()
+            .any(|k| k.is_empty() || k.len() > 1024)
+        {
             return Err(invalid());
         }
         Ok(Self { pk, sk, index_sk })

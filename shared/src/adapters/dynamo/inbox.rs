@@ -111,6 +111,18 @@ fn position(item: &Item, index_sk: &str) -> Option<PageKey> {
     })
 }
 
+/// DynamoDB refused the request as malformed: with a client's cursor as the start key, the
+/// cursor was forged.
+pub(super) fn is_validation_error<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|c| c == "ValidationException")
+}
+
+pub(super) fn bad_cursor() -> DashboardError {
+    DashboardError::invalid("cursor", "is not a cursor this API issued")
+}
+
 /// The index keys of GSI1 and GSI2.
 pub(super) fn index_keys(index: &str) -> (&'static str, &'static str) {
     if index == "GSI2" {
@@ -142,8 +154,9 @@ impl DynamoStore {
         newest_first: bool,
         limit: u32,
         after: Option<PageKey>,
-    ) -> StoreResult<(Vec<Item>, Option<PageKey>)> {
+    ) -> Result<(Vec<Item>, Option<PageKey>), DashboardError> {
         let (pk_name, sk_name) = index_keys(index);
+        let mut from_client = after.is_some();
         let mut items: Vec<Item> = vec![];
         let mut start = after.map(|a| {
             HashMap::from([
@@ -179,7 +192,12 @@ impl DynamoStore {
                     request = request.expression_attribute_values(*name, value.clone());
                 }
             }
-            let output = request.send().await.map_err(unavailable)?;
+            let output = match request.send().await {
+                Ok(output) => output,
+                Err(e) if from_client && is_validation_error(&e) => return Err(bad_cursor()),
+                Err(e) => return Err(unavailable(e).into()),
+            };
+            from_client = false;
             items.extend(output.items.unwrap_or_default());
             match output.last_evaluated_key {
                 None => return Ok((items, None)),

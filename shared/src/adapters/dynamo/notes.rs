@@ -44,6 +44,7 @@ impl NoteStore for DynamoStore {
     ) -> Result<Page<Note>, DashboardError> {
         let pk = contact_key(ws, wa_id).0;
         let after = after.map(|a| a.expect(&pk, "NOTE#", "NOTE#")).transpose()?;
+        let from_client = after.is_some();
         let output =
             self.client
                 .query()
@@ -58,7 +59,13 @@ impl NoteStore for DynamoStore {
                 }))
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| {
+                    if from_client && super::inbox::is_validation_error(&e) {
+                        super::inbox::bad_cursor()
+                    } else {
+                        DashboardError::from(unavailable(e))
+                    }
+                })?;
         let next = output.last_evaluated_key.and_then(|last| {
             let sk = last.get("sk")?.as_s().ok()?.clone();
             Some(PageKey {
