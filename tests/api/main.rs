@@ -3,8 +3,11 @@
 
 mod ai_config;
 mod auth;
+mod contacts;
 mod helpers;
+mod inbox;
 mod local_stack;
+mod notes;
 mod schemathesis;
 mod send;
 mod spec;

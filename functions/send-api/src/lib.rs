@@ -2,6 +2,10 @@
 //! every route but the OpenAPI document goes through, its OpenAPI description, and the one place
 //! its errors become HTTP statuses.
 
+mod contacts;
+mod inbox;
+mod notes;
+
 use std::sync::Arc;
 
 use axum::{
@@ -14,9 +18,18 @@ use axum::{
     routing::{get, post},
 };
 use serde::Serialize;
-use shared::conversations::store::StoreError;
+use shared::conversations::store::{ContactStore, StoreError};
 use shared::dashboard::ai_settings::{self, AiConfigStore, AiSettings, ProviderModel, Providers};
 use shared::dashboard::auth::{AuthConfig, AuthError, Authenticator};
+use shared::dashboard::contacts::{Contact, ContactDirectory, ContactPage, ContactPatch};
+use shared::dashboard::inbox::{
+    AiReply, Conversation, ConversationPage, ConversationPatch, ConversationStatus, InboxStore,
+    Message, MessageError, MessagePage, StatusChange,
+};
+use shared::dashboard::notes::{NewNote, Note, NotePage, NoteStore};
+use shared::dashboard::quick_replies::{
+    QuickReply, QuickReplyInput, QuickReplyList, QuickReplyStore,
+};
 use shared::dashboard::send::{SendError, SendStore, UpstreamFailure};
 use shared::dashboard::{DashboardError, from_json};
 use shared::ids::WorkspaceId;
@@ -55,10 +68,28 @@ impl<S: SecretSource, D> SendApi<S, D> {
     }
 }
 
-/// Everything the API's routes read and write.
-pub trait ApiStore: AiConfigStore + SendStore {}
+/// Every store port the routes use; the DynamoDB adapter implements them all.
+pub trait ApiStore:
+    AiConfigStore
+    + SendStore
+    + InboxStore
+    + ContactStore
+    + ContactDirectory
+    + NoteStore
+    + QuickReplyStore
+{
+}
 
-impl<T: AiConfigStore + SendStore> ApiStore for T {}
+impl<T> ApiStore for T where
+    T: AiConfigStore
+        + SendStore
+        + InboxStore
+        + ContactStore
+        + ContactDirectory
+        + NoteStore
+        + QuickReplyStore
+{
+}
 
 /// The API as an axum router, served by `lambda_http::run` in Lambda and usable in-process.
 pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
@@ -68,6 +99,34 @@ pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
         .route(
             "/v1/ai-config",
             get(get_ai_config::<S, D>).put(put_ai_config::<S, D>),
+        )
+        .route("/v1/conversations", get(inbox::list_conversations::<S, D>))
+        .route(
+            "/v1/conversations/{id}",
+            get(inbox::get_conversation::<S, D>).patch(inbox::patch_conversation::<S, D>),
+        )
+        .route(
+            "/v1/conversations/{id}/messages",
+            get(inbox::list_messages::<S, D>),
+        )
+        .route("/v1/contacts", get(contacts::list_contacts::<S, D>))
+        .route(
+            "/v1/contacts/{id}",
+            get(contacts::get_contact::<S, D>).patch(contacts::patch_contact::<S, D>),
+        )
+        .route(
+            "/v1/contacts/{id}/notes",
+            get(notes::list_notes::<S, D>).post(notes::add_note::<S, D>),
+        )
+        .route(
+            "/v1/quick-replies",
+            get(notes::list_quick_replies::<S, D>).post(notes::create_quick_reply::<S, D>),
+        )
+        .route(
+            "/v1/quick-replies/{id}",
+            get(notes::get_quick_reply::<S, D>)
+                .put(notes::replace_quick_reply::<S, D>)
+                .delete(notes::delete_quick_reply::<S, D>),
         )
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -123,8 +182,20 @@ async fn openapi_document() -> Response {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "send-api", description = "The dashboard's API: every route but this document needs `Authorization: Bearer <JWT>`, and reads or writes only the token's workspace."),
-    paths(get_ai_config, put_ai_config, messages::send, openapi_document),
-    components(schemas(AiSettings, Providers, ProviderModel, ErrorBody, ErrorDetail, ErrorDetails)),
+    paths(
+        get_ai_config, put_ai_config, messages::send, openapi_document,
+        inbox::list_conversations, inbox::get_conversation, inbox::list_messages,
+        inbox::patch_conversation,
+        contacts::list_contacts, contacts::get_contact, contacts::patch_contact,
+        notes::add_note, notes::list_notes, notes::list_quick_replies, notes::create_quick_reply,
+        notes::get_quick_reply, notes::replace_quick_reply, notes::delete_quick_reply,
+    ),
+    components(schemas(
+        AiSettings, Providers, ProviderModel, ErrorBody, ErrorDetail, ErrorDetails,
+        Conversation, ConversationPage, ConversationPatch, ConversationStatus, Message,
+        MessagePage, MessageError, StatusChange, AiReply, Contact, ContactPage, ContactPatch,
+        Note, NewNote, NotePage, QuickReply, QuickReplyInput, QuickReplyList,
+    )),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;
@@ -285,6 +356,9 @@ impl ApiError {
             }
             Self::Dashboard(D::NotFound) | Self::NoRoute => {
                 (StatusCode::NOT_FOUND, "not_found", self.to_string())
+            }
+            Self::Dashboard(e @ D::Conflict(_)) => {
+                (StatusCode::CONFLICT, "conflict", e.to_string())
             }
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -5,7 +5,12 @@
 
 pub mod ai_settings;
 pub mod auth;
+pub mod contacts;
+pub mod inbox;
 pub mod jwks;
+pub mod notes;
+pub mod page;
+pub mod quick_replies;
 pub mod send;
 
 use crate::conversations::store::StoreError;
@@ -21,6 +26,9 @@ pub enum DashboardError {
     Validation { field: String, message: String },
     #[error("not found")]
     NotFound,
+    /// The change does not fit the item's current state; the message says why.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -72,10 +72,7 @@ impl ContactStore for DynamoStore {
             .expression_attribute_values(":no", b(false))
             .expression_attribute_values(":tags", AttributeValue::L(vec![]))
             .expression_attribute_values(":gpk", s(format!("WS#{}", ws.as_str())))
-            .expression_attribute_values(
-                ":gsk",
-                s(format!("CONTACT#{}#{}", millis(at), wa_id.as_str())),
-            )
+            .expression_attribute_values(":gsk", s(super::contact_directory::phone_sort_key(wa_id)))
             .return_values(ReturnValue::AllNew);
         // A customer known only by a business-scoped user id has no phone number to store.
         if let Some(phone) = wa_id.phone().map(|p| format!("+{p}")) {
@@ -83,8 +80,22 @@ impl ContactStore for DynamoStore {
             request = request.expression_attribute_values(":phone", s(phone));
         }
         if let Some(name) = profile_name.filter(|n| !n.trim().is_empty()) {
-            expression.push_str(", profile_name = :name");
-            request = request.expression_attribute_values(":name", s(name));
+            // The name search (GSI2) finds the contact by this name unless the business named
+            // them (`name_key`).
+            expression.push_str(
+                ", profile_name = :name, profile_key = :pkey, gsi2pk = :g2pk, \
+                 gsi2sk = if_not_exists(name_key, :pkey)",
+            );
+            request = request
+                .expression_attribute_values(":name", s(name))
+                .expression_attribute_values(
+                    ":pkey",
+                    s(super::contact_directory::name_sort_key(name, wa_id)),
+                )
+                .expression_attribute_values(
+                    ":g2pk",
+                    s(super::contact_directory::name_partition(ws)),
+                );
         }
         let item = request
             .update_expression(expression)

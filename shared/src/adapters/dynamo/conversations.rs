@@ -1,7 +1,8 @@
 //! Conversations: the writes that put a message in its conversation.
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::conversations::model::{ConversationChoice, NewMessage};
 use crate::conversations::store::{StoreError, StoreResult};
@@ -31,11 +32,52 @@ pub(super) struct ConversationItem {
     /// Absent while only the business wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_inbound_at: Option<Stamp>,
-    /// Index keys: written, never needed to read an item back.
+    /// The last activity: a message in or out, a status of one of its messages, a change from
+    /// the dashboard. Absent on items written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Stamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Stamp>,
+    /// Index keys: written, never needed to read an item back. GSI1 sorts a workspace's
+    /// conversations by activity ([`activity_sort_key`]); GSI2 finds one by its id
+    /// ([`conversation_id_key`]).
     #[serde(default)]
     pub gsi1pk: String,
     #[serde(default)]
     pub gsi1sk: String,
+    #[serde(default)]
+    pub gsi2pk: String,
+    #[serde(default)]
+    pub gsi2sk: String,
+}
+
+/// A conversation's GSI1 sort key: `CONV#<activity ms, 15 digits>#<id>`, so a workspace's
+/// conversations list newest activity first, and `updatedSince` is a key condition.
+pub(super) fn activity_sort_key(id: &ConversationId, at: OffsetDateTime) -> String {
+    format!("CONV#{:015}#{}", millis(at), id.as_str())
+}
+
+/// The GSI2 key that finds a conversation by its id, within its workspace only.
+pub(super) fn conversation_id_key(ws: &WorkspaceId, id: &ConversationId) -> (String, String) {
+    (
+        format!("CONV#{}#{}", ws.as_str(), id.as_str()),
+        "CONVERSATION".into(),
+    )
+}
+
+/// The writes that record activity on a conversation: `updated_at` and its GSI1 sort key.
+pub(super) fn touch_expression() -> &'static str {
+    "updated_at = :activity, gsi1sk = :activity_key"
+}
+
+pub(super) fn touch_values(
+    id: &ConversationId,
+    at: OffsetDateTime,
+) -> [(&'static str, AttributeValue); 2] {
+    [
+        (":activity", ts(at)),
+        (":activity_key", s(activity_sort_key(id, at))),
+    ]
 }
 
 impl DynamoStore {
@@ -97,12 +139,9 @@ impl DynamoStore {
         )?);
 
         let conversation_key = conversation_key(ws, wa_id, &conversation.id);
-        let gsi1sk = format!(
-            "CONV#{:015}#{}",
-            millis(conversation.last_inbound_at.unwrap_or(at).max(at)),
-            conversation.id.as_str()
-        );
+        let now = OffsetDateTime::now_utc();
         if conversation.is_new {
+            let (gsi2pk, gsi2sk) = conversation_id_key(ws, &conversation.id);
             let item = ConversationItem {
                 conversation_id: conversation.id.clone(),
                 workspace_id: ws.clone(),
@@ -112,40 +151,76 @@ impl DynamoStore {
                 started_at: Stamp(at),
                 last_message_at: Stamp(at),
                 last_inbound_at: conversation.last_inbound_at.map(Stamp),
+                updated_at: Some(Stamp(now)),
+                ended_at: None,
                 gsi1pk: format!("WS#{}", ws.as_str()),
-                gsi1sk,
+                gsi1sk: activity_sort_key(&conversation.id, now),
+                gsi2pk,
+                gsi2sk,
             };
             let item = to_item(conversation_key, &item)?;
             items.push(put_if_absent(&self.table, item)?);
             if let Some(previous) = &conversation.previous {
+                let mut values = vec![(":ended", s("ended")), (":ts", ts(at))];
+                values.extend(touch_values(previous, now));
                 items.push(update(
                     &self.table,
                     self::conversation_key(ws, wa_id, previous),
-                    "SET #status = :ended, ended_at = :ts",
+                    &format!(
+                        "SET #status = :ended, ended_at = :ts, {}",
+                        touch_expression()
+                    ),
                     &[("#status", "status")],
-                    vec![(":ended", s("ended")), (":ts", ts(at))],
+                    values,
                     Some("attribute_exists(pk)"),
                 )?);
             }
         } else {
             let (expression, mut values) = match conversation.last_inbound_at {
                 Some(last) => (
-                    "SET last_inbound_at = :last, last_message_at = :ts, gsi1sk = :gsk",
+                    "SET last_inbound_at = :last, last_message_at = :ts",
                     vec![(":last", ts(last))],
                 ),
-                None => ("SET last_message_at = :ts, gsi1sk = :gsk", vec![]),
+                None => ("SET last_message_at = :ts", vec![]),
             };
-            values.extend([(":ts", ts(at)), (":gsk", s(gsi1sk))]);
+            values.push((":ts", ts(at)));
+            values.extend(touch_values(&conversation.id, now));
             items.push(update(
                 &self.table,
                 conversation_key,
-                expression,
+                &format!("{expression}, {}", touch_expression()),
                 &[],
                 values,
                 None,
             )?);
         }
         Ok(items)
+    }
+
+    /// Records activity on a conversation that is not a message in it (a status of one of its
+    /// messages): moves its `updated_at` and its place in GSI1.
+    pub(super) async fn touch_conversation_item(
+        &self,
+        ws: &WorkspaceId,
+        wa_id: &WaId,
+        id: &ConversationId,
+    ) -> StoreResult<()> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conversation_key(ws, wa_id, id))))
+            .update_expression(format!("SET {}", touch_expression()))
+            .condition_expression("attribute_exists(pk)");
+        for (name, value) in touch_values(id, OffsetDateTime::now_utc()) {
+            request = request.expression_attribute_values(name, value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            // A message whose conversation is gone (deleted by hand): nothing to move.
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// Runs the writes of [`Self::conversation_writes`]: `Ok(true)` when the message is new,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use time::OffsetDateTime;
 
 use crate::ai::ProviderName;
@@ -214,6 +214,7 @@ impl MessageStore for DynamoStore {
             .expression_attribute_values(":rank", n(update.status.rank()))
             .expression_attribute_values(":at", ts(update.at))
             .condition_expression("attribute_exists(pk) AND status_rank < :rank")
+            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let mut expression =
             String::from("SET #status = :status, status_rank = :rank, status_at.#s = :at");
@@ -226,18 +227,21 @@ impl MessageStore for DynamoStore {
             request = request.expression_attribute_values(":title", s(title));
         }
         let applied = request.update_expression(expression).send().await;
-        let exists = match applied {
-            Ok(_) => return Ok(StatusOutcome::Applied),
+        let existing = match applied {
+            Ok(output) => {
+                self.touch_conversation_of(output.attributes).await?;
+                return Ok(StatusOutcome::Applied);
+            }
             Err(e) if is_conditional_failure(&e) => {
                 // The old item comes back when the message exists but is already further along.
-                matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) if c.item.is_some()
-                )
+                match e.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                }
             }
             Err(e) => return Err(unavailable(e)),
         };
-        if exists {
+        if let Some(existing) = existing {
             self.client
                 .update_item()
                 .table_name(&self.table)
@@ -248,6 +252,7 @@ impl MessageStore for DynamoStore {
                 .send()
                 .await
                 .map_err(unavailable)?;
+            self.touch_conversation_of(Some(existing)).await?;
             return Ok(StatusOutcome::Stale);
         }
         let early = EarlyStatusItem {
@@ -315,6 +320,17 @@ impl MessageStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// A status is activity on the message's conversation: it moves the conversation's place in
+    /// the inbox (see `updatedSince`).
+    async fn touch_conversation_of(&self, message: Option<Item>) -> StoreResult<()> {
+        let Some(message) = message else {
+            return Ok(());
+        };
+        let m: MessageItem = from_item(message)?;
+        self.touch_conversation_item(&m.workspace_id, &m.wa_id, &m.conversation_id)
+            .await
+    }
+
     /// Applies statuses that arrived before their message. Safe to repeat: statuses are
     /// monotonic, so a retry after a failure half-way applies the rest.
     pub(super) async fn apply_early_statuses(&self, wamid: &Wamid) -> StoreResult<()> {

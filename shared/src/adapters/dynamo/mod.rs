@@ -1,11 +1,15 @@
 //! The DynamoDB adapter of the store ports: one table, keys as in docs/data-model.md (see
 //! `keys`), one file per entity. This file holds the client and the helpers every entity uses.
 
+mod contact_directory;
 mod contacts;
 mod conversations;
 mod idempotency;
+mod inbox;
 pub mod keys;
 mod messages;
+mod notes;
+mod quick_replies;
 mod replies;
 mod sending;
 mod workspaces;

@@ -321,9 +321,18 @@ impl DynamoStore {
                     &message.wa_id,
                     &message.conversation_id,
                 ),
-                "SET last_message_at = :now",
+                &format!(
+                    "SET last_message_at = :now, {}",
+                    super::conversations::touch_expression()
+                ),
                 &[],
-                vec![(":now", ts(message.timestamp))],
+                [(":now", ts(message.timestamp))]
+                    .into_iter()
+                    .chain(super::conversations::touch_values(
+                        &message.conversation_id,
+                        OffsetDateTime::now_utc(),
+                    ))
+                    .collect(),
                 Some("attribute_exists(pk)"),
             )?,
         ])

@@ -1,0 +1,449 @@
+//! The inbox's reads and the dashboard's changes to a conversation (docs/data-model.md,
+//! patterns 13 to 16). Lists read GSI1; a conversation is found by its id through GSI2 and then
+//! read consistently from the table.
+
+use std::collections::HashMap;
+
+use time::OffsetDateTime;
+
+use crate::conversations::model::ContactRef;
+use crate::conversations::store::StoreResult;
+use crate::dashboard::DashboardError;
+use crate::dashboard::inbox::{
+    AiReply, Conversation, ConversationQuery, ConversationRecord, ConversationStatus, InboxStore,
+    Message, MessageError, StatusChange,
+};
+use crate::dashboard::page::{Page, PageKey};
+use crate::ids::{ConversationId, WorkspaceId};
+
+use super::conversations::{
+    self, ConversationItem, conversation_id_key, touch_expression, touch_values,
+};
+use super::messages::MessageItem;
+use super::*;
+
+/// Queries per page at most when a filter skips items: a page may come back short, with a
+/// cursor to go on from.
+const MAX_QUERIES_PER_PAGE: usize = 10;
+
+impl From<conversations::ConversationStatus> for ConversationStatus {
+    fn from(s: conversations::ConversationStatus) -> Self {
+        match s {
+            conversations::ConversationStatus::Active => Self::Active,
+            conversations::ConversationStatus::Ended => Self::Ended,
+        }
+    }
+}
+
+fn view(c: ConversationItem, bot_paused: bool) -> Conversation {
+    Conversation {
+        id: c.conversation_id.as_str().to_owned(),
+        contact_id: c.wa_id.as_str().to_owned(),
+        phone_number_id: c.phone_number_id.as_str().to_owned(),
+        status: c.status.into(),
+        started_at: c.started_at.0,
+        last_message_at: c.last_message_at.0,
+        last_inbound_at: c.last_inbound_at.map(|t| t.0),
+        updated_at: c.updated_at.unwrap_or(c.last_message_at).0,
+        ended_at: c.ended_at.map(|t| t.0),
+        bot_paused,
+    }
+}
+
+fn message_view(m: MessageItem) -> Message {
+    let mut history: Vec<StatusChange> = m
+        .status_at
+        .into_iter()
+        .map(|(status, at)| StatusChange { status, at: at.0 })
+        .collect();
+    // In the order a message moves through them (the times come from different clocks).
+    history.sort_by_key(|c| {
+        (
+            crate::conversations::model::MessageStatus::parse(&c.status).map(|s| s.rank()),
+            c.at,
+        )
+    });
+    Message {
+        id: m.wamid.as_str().to_owned(),
+        direction: match m.direction {
+            crate::conversations::model::Direction::Inbound => "inbound".into(),
+            crate::conversations::model::Direction::Outbound => "outbound".into(),
+        },
+        kind: m.kind,
+        text: m.text,
+        media_id: m.media_id,
+        mime_type: m.mime_type,
+        timestamp: m.timestamp,
+        status: m.status.map(|s| s.as_str().to_owned()),
+        status_history: history,
+        error: (m.error_code.is_some() || m.error_title.is_some()).then_some(MessageError {
+            code: m.error_code,
+            title: m.error_title,
+        }),
+        origin: m.origin,
+        ai: m.ai.map(|ai| AiReply {
+            provider: provider_name(ai.provider),
+            model: ai.model,
+            latency_ms: ai.latency_ms,
+            first_token_ms: ai.first_token_ms,
+            prompt_tokens: ai.prompt_tokens,
+            completion_tokens: ai.completion_tokens,
+            total_tokens: ai.total_tokens,
+            failover_from: ai.failover_from.map(provider_name),
+        }),
+    }
+}
+
+fn provider_name(p: crate::ai::ProviderName) -> String {
+    serde_json::to_value(p)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The position of an item in an index, as a cursor.
+fn position(item: &Item, index_sk: &str) -> Option<PageKey> {
+    let get = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    Some(PageKey {
+        pk: get("pk")?,
+        sk: get("sk")?,
+        index_sk: get(index_sk)?,
+    })
+}
+
+/// DynamoDB refused the request as malformed: with a client's cursor as the start key, the
+/// cursor was forged.
+pub(super) fn is_validation_error<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+        .is_some_and(|c| c == "ValidationException")
+}
+
+pub(super) fn bad_cursor() -> DashboardError {
+    DashboardError::invalid("cursor", "is not a cursor this API issued")
+}
+
+/// The index keys of GSI1 and GSI2.
+pub(super) fn index_keys(index: &str) -> (&'static str, &'static str) {
+    if index == "GSI2" {
+        ("gsi2pk", "gsi2sk")
+    } else {
+        ("gsi1pk", "gsi1sk")
+    }
+}
+
+/// A key condition on an index's sort key, written with `#sk` for it, and its values.
+pub(super) type Range<'a> = (&'a str, Vec<(&'a str, AttributeValue)>);
+/// A filter expression, its names and its values.
+pub(super) type Filter<'a> = (
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Vec<(&'a str, AttributeValue)>,
+);
+
+impl DynamoStore {
+    /// Reads one page of an index partition, following DynamoDB's pages until `limit` items
+    /// passed the filter (or [`MAX_QUERIES_PER_PAGE`] were made).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn index_page(
+        &self,
+        index: &'static str,
+        partition: &str,
+        range: Range<'_>,
+        filter: Option<Filter<'_>>,
+        newest_first: bool,
+        limit: u32,
+        after: Option<PageKey>,
+    ) -> Result<(Vec<Item>, Option<PageKey>), DashboardError> {
+        let (pk_name, sk_name) = index_keys(index);
+        let mut from_client = after.is_some();
+        let mut items: Vec<Item> = vec![];
+        let mut start = after.map(|a| {
+            HashMap::from([
+                (pk_name.to_owned(), s(partition)),
+                (sk_name.to_owned(), s(&a.index_sk)),
+                ("pk".to_owned(), s(&a.pk)),
+                ("sk".to_owned(), s(&a.sk)),
+            ])
+        });
+        for _ in 0..MAX_QUERIES_PER_PAGE {
+            let remaining = limit as usize - items.len();
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression(format!("#pk = :pk AND {}", range.0))
+                .expression_attribute_names("#pk", pk_name)
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":pk", s(partition))
+                .scan_index_forward(!newest_first)
+                .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            for (name, value) in &range.1 {
+                request = request.expression_attribute_values(*name, value.clone());
+            }
+            if let Some((expression, names, values)) = &filter {
+                request = request.filter_expression(*expression);
+                for (name, attr) in names {
+                    request = request.expression_attribute_names(*name, *attr);
+                }
+                for (name, value) in values {
+                    request = request.expression_attribute_values(*name, value.clone());
+                }
+            }
+            let output = match request.send().await {
+                Ok(output) => output,
+                Err(e) if from_client && is_validation_error(&e) => return Err(bad_cursor()),
+                Err(e) => return Err(unavailable(e).into()),
+            };
+            from_client = false;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                None => return Ok((items, None)),
+                Some(last) if items.len() >= limit as usize => {
+                    return Ok((items, position(&last, sk_name)));
+                }
+                Some(last) => start = Some(last),
+            }
+        }
+        let next = start.as_ref().and_then(|s| position(s, sk_name));
+        Ok((items, next))
+    }
+
+    async fn contact_thread_state(
+        &self,
+        contact: &ContactRef,
+        id: &ConversationId,
+    ) -> StoreResult<(bool, bool)> {
+        let item = self
+            .get(contact_key(&contact.workspace_id, &contact.wa_id), true)
+            .await?
+            .unwrap_or_default();
+        let current: Option<ConversationId> = attribute(
+            &item,
+            &thread_attr(&contact.phone_number_id, "conversation_id"),
+        )?;
+        let is_current = current.as_ref() == Some(id);
+        let paused: bool = attribute(&item, &thread_attr(&contact.phone_number_id, "bot_paused"))?
+            .unwrap_or(false);
+        Ok((is_current, is_current && paused))
+    }
+}
+
+impl InboxStore for DynamoStore {
+    async fn conversations(
+        &self,
+        ws: &WorkspaceId,
+        query: &ConversationQuery,
+    ) -> Result<Page<Conversation>, DashboardError> {
+        let after = query
+            .after
+            .clone()
+            .map(|a| a.expect(&format!("CT#{}#", ws.as_str()), "CONV#", "CONV#"))
+            .transpose()?;
+        let range = match query.updated_since {
+            // Strictly after: from the next millisecond on.
+            Some(since) => (
+                "#sk BETWEEN :lo AND :hi",
+                vec![
+                    (":lo", s(format!("CONV#{:015}#", millis(since) + 1))),
+                    (":hi", s("CONV#~")),
+                ],
+            ),
+            None => ("begins_with(#sk, :conv)", vec![(":conv", s("CONV#"))]),
+        };
+        let filter = query.status.map(|status| {
+            let value = match status {
+                ConversationStatus::Active => "active",
+                ConversationStatus::Ended => "ended",
+            };
+            (
+                "#status = :status",
+                vec![("#status", "status")],
+                vec![(":status", s(value))],
+            )
+        });
+        let (items, next) = self
+            .index_page(
+                "GSI1",
+                &format!("WS#{}", ws.as_str()),
+                range,
+                filter,
+                true,
+                query.limit,
+                after,
+            )
+            .await?;
+        let items = items
+            .into_iter()
+            .map(|item| Ok(view(from_item::<ConversationItem>(item)?, false)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page { items, next })
+    }
+
+    async fn conversation(
+        &self,
+        ws: &WorkspaceId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<ConversationRecord>> {
+        let (gsi2pk, gsi2sk) = conversation_id_key(ws, id);
+        let found = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("GSI2")
+            .key_condition_expression("gsi2pk = :pk AND gsi2sk = :sk")
+            .expression_attribute_values(":pk", s(gsi2pk))
+            .expression_attribute_values(":sk", s(gsi2sk))
+            .limit(1)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .next();
+        let Some(found) = found else { return Ok(None) };
+        let found: ConversationItem = from_item(found)?;
+        // The index only says where it lives; the table has the latest of it.
+        let Some(item) = self
+            .get(conversation_key(ws, &found.wa_id, id), true)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let item: ConversationItem = from_item(item)?;
+        if &item.workspace_id != ws {
+            return Ok(None);
+        }
+        let contact = ContactRef {
+            workspace_id: ws.clone(),
+            phone_number_id: item.phone_number_id.clone(),
+            wa_id: item.wa_id.clone(),
+        };
+        let (is_current, paused) = self.contact_thread_state(&contact, id).await?;
+        Ok(Some(ConversationRecord {
+            id: id.clone(),
+            contact,
+            is_current,
+            view: view(item, paused),
+        }))
+    }
+
+    async fn messages(
+        &self,
+        conversation: &ConversationRecord,
+        limit: u32,
+        after: Option<PageKey>,
+    ) -> Result<Page<Message>, DashboardError> {
+        let after = after.map(|a| a.expect("MSG#", "MESSAGE", "")).transpose()?;
+        let ws = &conversation.contact.workspace_id;
+        let (items, next) = self
+            .index_page(
+                "GSI1",
+                &format!("CONV#{}", conversation.id.as_str()),
+                ("#sk >= :zero", vec![(":zero", s("0"))]),
+                // Conversation ids are unique, but a message is only ever shown to its own
+                // workspace.
+                Some(("workspace_id = :ws", vec![], vec![(":ws", s(ws.as_str()))])),
+                false,
+                limit,
+                after,
+            )
+            .await?;
+        let items = items
+            .into_iter()
+            .map(|item| Ok(message_view(from_item::<MessageItem>(item)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page { items, next })
+    }
+
+    async fn end_conversation(
+        &self,
+        conversation: &ConversationRecord,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let contact = &conversation.contact;
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conversation_key(
+                &contact.workspace_id,
+                &contact.wa_id,
+                &conversation.id,
+            ))))
+            .update_expression(format!(
+                "SET #status = :ended, ended_at = :at, {}",
+                touch_expression()
+            ))
+            .condition_expression("attribute_exists(pk) AND #status = :active")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":ended", s("ended"))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":at", ts(at));
+        for (name, value) in touch_values(&conversation.id, at) {
+            request = request.expression_attribute_values(name, value);
+        }
+        match request.send().await {
+            Ok(_) => {}
+            Err(e) if is_conditional_failure(&e) => return Ok(false),
+            Err(e) => return Err(unavailable(e)),
+        }
+        // The thread lets go of it, so the customer's next message starts a new conversation
+        // (and a pause never carries over). Not if a newer one is current already.
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(contact_key(
+                &contact.workspace_id,
+                &contact.wa_id,
+            ))))
+            .update_expression("REMOVE #conv SET #paused = :no, updated_at = :at")
+            .condition_expression("#conv = :id")
+            .expression_attribute_names(
+                "#conv",
+                thread_attr(&contact.phone_number_id, "conversation_id"),
+            )
+            .expression_attribute_names(
+                "#paused",
+                thread_attr(&contact.phone_number_id, "bot_paused"),
+            )
+            .expression_attribute_values(":id", s(conversation.id.as_str()))
+            .expression_attribute_values(":no", b(false))
+            .expression_attribute_values(":at", ts(at))
+            .send()
+            .await;
+        match released {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(true),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn touch_conversation(
+        &self,
+        conversation: &ConversationRecord,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let contact = &conversation.contact;
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(conversation_key(
+                &contact.workspace_id,
+                &contact.wa_id,
+                &conversation.id,
+            ))))
+            .update_expression(format!("SET {}", touch_expression()))
+            .condition_expression("attribute_exists(pk)");
+        for (name, value) in touch_values(&conversation.id, at) {
+            request = request.expression_attribute_values(name, value);
+        }
+        request.send().await.map_err(unavailable)?;
+        Ok(())
+    }
+}

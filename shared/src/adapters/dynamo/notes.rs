@@ -1,0 +1,92 @@
+//! Notes on a contact (`CT#<workspace_id>#<wa_id>` / `NOTE#<ulid>`): in the contact's own
+//! partition, so a contact's notes are one query, newest first.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::conversations::store::StoreResult;
+use crate::dashboard::DashboardError;
+use crate::dashboard::notes::{Note, NoteStore};
+use crate::dashboard::page::{Page, PageKey};
+use crate::ids::{WaId, WorkspaceId};
+
+use super::*;
+
+pub fn note_key(ws: &WorkspaceId, wa_id: &WaId, id: &str) -> (String, String) {
+    (contact_key(ws, wa_id).0, format!("NOTE#{id}"))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct NoteItem {
+    id: String,
+    text: String,
+    created_at: Stamp,
+}
+
+impl NoteStore for DynamoStore {
+    async fn add_note(&self, ws: &WorkspaceId, wa_id: &WaId, note: &Note) -> StoreResult<()> {
+        let item = NoteItem {
+            id: note.id.clone(),
+            text: note.text.clone(),
+            created_at: Stamp(note.created_at),
+        };
+        self.put(to_item(note_key(ws, wa_id, &note.id), &item)?)
+            .await
+    }
+
+    async fn notes(
+        &self,
+        ws: &WorkspaceId,
+        wa_id: &WaId,
+        limit: u32,
+        after: Option<PageKey>,
+    ) -> Result<Page<Note>, DashboardError> {
+        let pk = contact_key(ws, wa_id).0;
+        let after = after.map(|a| a.expect(&pk, "NOTE#", "NOTE#")).transpose()?;
+        let from_client = after.is_some();
+        let output =
+            self.client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :note)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":note", s("NOTE#"))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(after.map(|a| {
+                    HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(a.sk))])
+                }))
+                .send()
+                .await
+                .map_err(|e| {
+                    if from_client && super::inbox::is_validation_error(&e) {
+                        super::inbox::bad_cursor()
+                    } else {
+                        DashboardError::from(unavailable(e))
+                    }
+                })?;
+        let next = output.last_evaluated_key.and_then(|last| {
+            let sk = last.get("sk")?.as_s().ok()?.clone();
+            Some(PageKey {
+                pk: pk.clone(),
+                index_sk: sk.clone(),
+                sk,
+            })
+        });
+        let items = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| {
+                let n: NoteItem = from_item(item)?;
+                Ok(Note {
+                    id: n.id,
+                    text: n.text,
+                    created_at: n.created_at.0,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page { items, next })
+    }
+}
