@@ -8,7 +8,7 @@ use shared::ingest::Ingest;
 use shared::queue::RetryPolicy;
 
 // mimalloc, not glibc's malloc: a webhook is many small, short-lived allocations (the SDK's
-// request pipeline, hyper, JSON), and with mimalloc it takes 7 to 10 % less CPU (infra/bench
+// request pipeline, hyper, JSON), and with mimalloc it takes 2 to 10 % less CPU (infra/bench
 // --compare), for 0.6 MB more peak RSS and no slower cold start. Built without transparent huge
 // pages (the workspace's `no_thp`), which would have touched 2 MiB pages: +7 MB of RSS.
 #[global_allocator]
