@@ -2,6 +2,7 @@
 //! every function and the Python peer run under the bench's fake Lambda Runtime API against
 //! moto, and every figure of the report is there. The figures themselves are not judged here.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -80,5 +81,56 @@ fn the_bench_runs_both_functions_and_the_python_peer_and_reports_every_figure() 
         "with AI on, the processor replied through the WhatsApp stand-in"
     );
     // Only a temporary folder: a leftover is harmless.
+    std::fs::remove_dir_all(&workdir).ok();
+}
+
+#[test]
+fn the_bench_runs_another_build_of_each_rust_function_in_the_same_rounds_and_reports_ratios() {
+    let root = local_stack::paths::root();
+    let workdir = std::env::temp_dir().join(format!("bench-compare-{}", std::process::id()));
+    let json = workdir.join("report.json");
+    // The debug binaries `--smoke` builds, compared with themselves: the path is what is tested.
+    let debug = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target folder holds tmp/")
+        .join("debug");
+    let output = Command::new(root.join("infra/bench"))
+        .args(["--smoke", "--subjects", "ingest,processor-off", "--compare"])
+        .arg(&debug)
+        .arg("--json")
+        .arg(&json)
+        .arg("--workdir")
+        .arg(&workdir)
+        .current_dir(&root)
+        .output()
+        .expect("infra/bench starts");
+    assert!(
+        output.status.success(),
+        "infra/bench --smoke --compare failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report is written"))
+            .expect("the report is JSON");
+    for (subject, invocations) in [("ingest", 3), ("processor-off", 2)] {
+        let alt = format!("{subject}-alt");
+        assert_eq!(
+            report["median"][&alt]["invocations"], invocations,
+            "{alt} ran: {}",
+            report["median"]
+        );
+        let ratio = report["compare_over_this"][subject]["cpu_per_invocation_ms"].as_f64();
+        assert!(
+            ratio > Some(0.0),
+            "{subject}: a CPU ratio: {}",
+            report["compare_over_this"]
+        );
+        assert_eq!(
+            report["aws_requests_per_warm_invocation"][&alt],
+            report["aws_requests_per_warm_invocation"][subject],
+            "the same build makes the same AWS requests"
+        );
+    }
     std::fs::remove_dir_all(&workdir).ok();
 }
