@@ -5,6 +5,7 @@ mod contacts;
 mod conversations;
 pub mod keys;
 mod messages;
+mod onboarding;
 mod replies;
 mod workspaces;
 
