@@ -5,5 +5,7 @@ mod ai_config;
 mod auth;
 mod helpers;
 mod local_stack;
+mod onboarding;
 mod schemathesis;
+mod setup_callbacks;
 mod spec;

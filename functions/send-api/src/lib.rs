@@ -2,6 +2,8 @@
 //! every route but the OpenAPI document goes through, its OpenAPI description, and the one place
 //! its errors become HTTP statuses.
 
+pub mod whatsapp;
+
 use std::sync::Arc;
 
 use axum::{
@@ -29,16 +31,20 @@ use utoipa::{Modify, OpenApi, ToSchema};
 pub struct SendApi<S, D> {
     pub auth: Authenticator<S>,
     pub store: D,
+    pub onboarding: whatsapp::Onboarding<S>,
 }
 
 /// The API as an axum router, served by `lambda_http::run` in Lambda and usable in-process.
-pub fn router<S: SecretSource, D: AiConfigStore>(api: Arc<SendApi<S, D>>) -> Router {
+pub fn router<S: SecretSource, D: AiConfigStore + whatsapp::WhatsAppStore>(
+    api: Arc<SendApi<S, D>>,
+) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi_document))
         .route(
             "/v1/ai-config",
             get(get_ai_config::<S, D>).put(put_ai_config::<S, D>),
         )
+        .merge(whatsapp::routes::<S, D>())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(request_span))
@@ -120,7 +126,9 @@ impl Modify for BearerAuth {
 
 /// The OpenAPI document, generated from the code; `docs/openapi.json` is a copy of it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(whatsapp::WhatsAppDoc::openapi());
+    doc
 }
 
 /// The OpenAPI document as served and as committed, with a closing newline.
@@ -196,6 +204,8 @@ pub enum ApiError {
     NoRoute,
     #[error("this route does not take that method")]
     MethodNotAllowed,
+    #[error(transparent)]
+    Platform(#[from] shared::onboarding::PlatformError),
 }
 
 impl From<AuthError> for ApiError {
@@ -230,6 +240,7 @@ impl ApiError {
     /// The one mapping from errors to HTTP: status, code, and what the client may be told.
     fn status(&self) -> (StatusCode, &'static str, String) {
         use DashboardError as D;
+        use shared::onboarding::PlatformError;
         match self {
             Self::Dashboard(D::Unauthenticated(AuthError::KeysUnavailable(_))) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -259,6 +270,16 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the store is unavailable; retry".into(),
+            ),
+            Self::Platform(PlatformError::Refused { .. }) => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_refused",
+                "Kapso refused the request".into(),
+            ),
+            Self::Platform(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                "Kapso is unavailable or not configured; retry".into(),
             ),
             Self::Dashboard(D::Store(StoreError::Corrupt(_))) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

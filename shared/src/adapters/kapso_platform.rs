@@ -213,9 +213,11 @@ mod tests {
             .and(header("X-API-Key", "k-123"))
             .and(body_partial_json(serde_json::json!({"setup_link": {
                 "allowed_connection_types": ["dedicated"], "provision_phone_number": true}})))
-            .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"data": {
+            .respond_with(
+                ResponseTemplate::new(201).set_body_json(serde_json::json!({"data": {
                 "id": "link-1", "url": "https://app.kapso.ai/whatsapp/setup/x",
-                "expires_at": "2030-01-01T00:00:00Z", "status": "active"}})))
+                "expires_at": "2030-01-01T00:00:00Z", "status": "active"}})),
+            )
             .expect(1)
             .mount(&server)
             .await;

@@ -88,7 +88,9 @@ impl Landing {
     pub fn url(&self, dashboard_url: &str) -> String {
         match self {
             Self::Connected => format!("{dashboard_url}/whatsapp/connected"),
-            Self::Failed(code) => format!("{dashboard_url}/whatsapp/failed?error={}", safe_code(code)),
+            Self::Failed(code) => {
+                format!("{dashboard_url}/whatsapp/failed?error={}", safe_code(code))
+            }
         }
     }
 }
@@ -98,7 +100,9 @@ pub fn safe_code(raw: &str) -> String {
     let code = raw.trim().to_ascii_lowercase();
     if !code.is_empty()
         && code.len() <= 64
-        && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     {
         code
     } else {
@@ -169,7 +173,10 @@ async fn verify_and_connect<D: OnboardingStore, P: KapsoPlatform>(
     }
     let hints = NumberHints {
         display_phone_number: params.display_phone_number.or(params.phone_number),
-        connection_type: params.connection_type.as_deref().and_then(ConnectionType::parse),
+        connection_type: params
+            .connection_type
+            .as_deref()
+            .and_then(ConnectionType::parse),
     };
     connect(
         store,
@@ -256,8 +263,12 @@ pub async fn failure<D: OnboardingStore>(
             .unwrap_or("unknown"),
     );
     let workspace = match (
-        params.setup_link_id.and_then(|l| SetupLinkId::parse(l).ok()),
-        params.customer_id.and_then(|c| KapsoCustomerId::parse(c).ok()),
+        params
+            .setup_link_id
+            .and_then(|l| SetupLinkId::parse(l).ok()),
+        params
+            .customer_id
+            .and_then(|c| KapsoCustomerId::parse(c).ok()),
     ) {
         (Some(link), _) => store
             .setup_link(&link)
@@ -310,7 +321,8 @@ mod tests {
                 .strip_prefix("https://app.example.com/whatsapp/failed?error=")
                 .unwrap_or_else(|| panic!("{url}"));
             assert!(
-                rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                rest.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{url}"
             );
         }

@@ -13,8 +13,9 @@ pub struct SetupLinkSettings {
     /// Kapso's platform API (`KAPSO_PLATFORM_BASE_URL`, default [`DEFAULT_PLATFORM_BASE_URL`]).
     pub platform_base_url: String,
     /// Our public base URL, where the setup-callbacks routes are (`SETUP_CALLBACK_BASE_URL`):
-    /// the links' redirect URLs are `{it}/webhooks/kapso/success` and `…/failed`.
-    pub callback_base_url: String,
+    /// the links' redirect URLs are `{it}/webhooks/kapso/success` and `…/failed`. Unset, setup
+    /// links are off (the route answers 503), like a feature whose secret is absent.
+    pub callback_base_url: Option<String>,
     /// `SETUP_LINK_CONNECTION_TYPES`, comma-separated (default `coexistence,dedicated`).
     pub connection_types: Vec<ConnectionType>,
     /// `SETUP_LINK_COUNTRIES`, comma-separated ISO codes for provisioned numbers (default none).
@@ -56,7 +57,10 @@ impl SetupLinkSettings {
         };
         Ok(Self {
             platform_base_url: base_url(env, "KAPSO_PLATFORM_BASE_URL", DEFAULT_PLATFORM_BASE_URL)?,
-            callback_base_url: base_url(env, "SETUP_CALLBACK_BASE_URL", "")?,
+            callback_base_url: match env.optional("SETUP_CALLBACK_BASE_URL") {
+                Some(_) => Some(base_url(env, "SETUP_CALLBACK_BASE_URL", "")?),
+                None => None,
+            },
             connection_types,
             countries,
             theme,
@@ -121,19 +125,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn setup_link_settings_default_everything_but_the_callback_base() {
+    fn setup_link_settings_default_everything_and_are_off_without_a_callback_base() {
         let env = Env::from_pairs([("SETUP_CALLBACK_BASE_URL", "https://api.example.com/")]);
         let s = SetupLinkSettings::from_env(&env).unwrap();
         assert_eq!(s.platform_base_url, DEFAULT_PLATFORM_BASE_URL);
-        assert_eq!(s.callback_base_url, "https://api.example.com");
+        assert_eq!(
+            s.callback_base_url.as_deref(),
+            Some("https://api.example.com")
+        );
         assert_eq!(
             s.connection_types,
             [ConnectionType::Coexistence, ConnectionType::Dedicated]
         );
         assert!(s.countries.is_empty() && s.theme.is_none());
-        assert_eq!(
-            SetupLinkSettings::from_env(&Env::from_pairs([])).unwrap_err(),
-            ConfigError::Missing("SETUP_CALLBACK_BASE_URL")
+        let off = SetupLinkSettings::from_env(&Env::from_pairs([])).unwrap();
+        assert_eq!(off.callback_base_url, None);
+        assert!(
+            SetupLinkSettings::from_env(&Env::from_pairs([("SETUP_CALLBACK_BASE_URL", "/x")]))
+                .is_err()
         );
     }
 
@@ -162,9 +171,14 @@ mod tests {
             CallbackSettings::from_env(&Env::from_pairs([])).unwrap_err(),
             ConfigError::Missing("DASHBOARD_URL")
         );
-        assert!(CallbackSettings::from_env(&Env::from_pairs([("DASHBOARD_URL", "/relative")])).is_err());
-        let s = CallbackSettings::from_env(&Env::from_pairs([("DASHBOARD_URL", "https://app.example.com/")]))
-            .unwrap();
+        assert!(
+            CallbackSettings::from_env(&Env::from_pairs([("DASHBOARD_URL", "/relative")])).is_err()
+        );
+        let s = CallbackSettings::from_env(&Env::from_pairs([(
+            "DASHBOARD_URL",
+            "https://app.example.com/",
+        )]))
+        .unwrap();
         assert_eq!(s.dashboard_url, "https://app.example.com");
     }
 }

@@ -64,6 +64,10 @@ fn invalid(field: &str, message: &str) -> SetupLinkError {
 impl SetupLinkRequest {
     /// Kapso's `setup_link` object for this request, with the configured defaults filled in.
     pub fn spec(self, settings: &SetupLinkSettings) -> Result<SetupLinkSpec, SetupLinkError> {
+        let callbacks = settings
+            .callback_base_url
+            .as_deref()
+            .ok_or(PlatformError::NotConfigured)?;
         let mut types = self
             .connection_types
             .unwrap_or_else(|| settings.connection_types.clone());
@@ -71,9 +75,7 @@ impl SetupLinkRequest {
         if types.is_empty() {
             return Err(invalid("connectionTypes", "must not be empty"));
         }
-        let countries = self
-            .countries
-            .unwrap_or_else(|| settings.countries.clone());
+        let countries = self.countries.unwrap_or_else(|| settings.countries.clone());
         if countries.len() > 50 {
             return Err(invalid("countries", "at most 50 countries"));
         }
@@ -89,8 +91,8 @@ impl SetupLinkRequest {
             return Err(invalid("areaCode", "must be 1 to 6 digits"));
         }
         Ok(SetupLinkSpec {
-            success_redirect_url: format!("{}/webhooks/kapso/success", settings.callback_base_url),
-            failure_redirect_url: format!("{}/webhooks/kapso/failed", settings.callback_base_url),
+            success_redirect_url: format!("{callbacks}/webhooks/kapso/success"),
+            failure_redirect_url: format!("{callbacks}/webhooks/kapso/failed"),
             allowed_connection_types: types,
             provision_phone_number: self.provision_phone_number,
             phone_number_country_isos: countries,
@@ -150,7 +152,7 @@ mod tests {
     fn settings() -> SetupLinkSettings {
         SetupLinkSettings {
             platform_base_url: "https://kapso".into(),
-            callback_base_url: "https://api.example.com".into(),
+            callback_base_url: Some("https://api.example.com".into()),
             connection_types: vec![ConnectionType::Coexistence, ConnectionType::Dedicated],
             countries: vec!["US".into()],
             theme: Some(serde_json::json!({"primary_color": "#000000"})),
@@ -183,10 +185,22 @@ mod tests {
     #[test]
     fn each_bad_option_is_refused_naming_its_field() {
         for (body, field) in [
-            (serde_json::json!({"provisionPhoneNumber": false, "connectionTypes": []}), "connectionTypes"),
-            (serde_json::json!({"provisionPhoneNumber": true, "countries": ["usa"]}), "countries"),
-            (serde_json::json!({"provisionPhoneNumber": true, "areaCode": "41a"}), "areaCode"),
-            (serde_json::json!({"provisionPhoneNumber": true, "areaCode": ""}), "areaCode"),
+            (
+                serde_json::json!({"provisionPhoneNumber": false, "connectionTypes": []}),
+                "connectionTypes",
+            ),
+            (
+                serde_json::json!({"provisionPhoneNumber": true, "countries": ["usa"]}),
+                "countries",
+            ),
+            (
+                serde_json::json!({"provisionPhoneNumber": true, "areaCode": "41a"}),
+                "areaCode",
+            ),
+            (
+                serde_json::json!({"provisionPhoneNumber": true, "areaCode": ""}),
+                "areaCode",
+            ),
         ] {
             match request(body.clone()).spec(&settings()) {
                 Err(SetupLinkError::Invalid { field: f, .. }) => assert_eq!(f, field, "{body}"),

@@ -57,7 +57,15 @@ impl ConnectionStatus {
     ) -> Self {
         let number = connection.active.as_ref();
         let integration_status = integration.map(|i| i.status);
-        let link_out = connection.link_expires_at.is_some_and(|e| e > now);
+        // A link is out while unexpired and newer than the latest connection or disconnection.
+        let settled = [number.map(|n| n.connected_at), connection.disconnected_at]
+            .into_iter()
+            .flatten()
+            .max();
+        let link_out = connection.link_expires_at.is_some_and(|e| e > now)
+            && connection
+                .link_created_at
+                .is_some_and(|c| settled.is_none_or(|s| c > s));
         let error_after_link = connection
             .error
             .as_ref()
@@ -78,7 +86,10 @@ impl ConnectionStatus {
                     ConnectionState::Error,
                     Some(ConnectionErrorBody {
                         code: e.code.clone(),
-                        message: e.message.clone().unwrap_or_else(|| describe(&e.code).into()),
+                        message: e
+                            .message
+                            .clone()
+                            .unwrap_or_else(|| describe(&e.code).into()),
                     }),
                 ),
                 None if link_out => (ConnectionState::Pending, None),
@@ -173,7 +184,9 @@ mod tests {
         Connection {
             kapso_customer_id: Some(KapsoCustomerId::parse("cus").unwrap()),
             link_created_at: Some(now() - Duration::minutes(created_minutes_ago)),
-            link_expires_at: Some(now() - Duration::minutes(created_minutes_ago) + Duration::days(30)),
+            link_expires_at: Some(
+                now() - Duration::minutes(created_minutes_ago) + Duration::days(30),
+            ),
             ..Connection::default()
         }
     }

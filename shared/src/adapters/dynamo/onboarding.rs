@@ -81,7 +81,8 @@ struct SetupLinkItem {
     customer_id: KapsoCustomerId,
     expires_at: Stamp,
     created_at: Stamp,
-    #[serde(default)]
+    /// Absent until used: the activation's condition is `attribute_not_exists(used_by)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     used_by: Option<PhoneNumberId>,
     ttl: i64,
 }
@@ -139,7 +140,10 @@ impl OnboardingStore for DynamoStore {
         }
     }
 
-    async fn customer_workspace(&self, customer: &KapsoCustomerId) -> StoreResult<Option<WorkspaceId>> {
+    async fn customer_workspace(
+        &self,
+        customer: &KapsoCustomerId,
+    ) -> StoreResult<Option<WorkspaceId>> {
         match self.get(kapso_customer_key(customer), true).await? {
             Some(item) => Ok(Some(from_item::<CustomerItem>(item)?.workspace_id)),
             None => Ok(None),
@@ -162,7 +166,10 @@ impl OnboardingStore for DynamoStore {
                 onboarding_key(&link.workspace_id),
                 "SET link_created_at = :created, link_expires_at = :expires",
                 &[],
-                vec![(":created", ts(link.created_at)), (":expires", ts(link.expires_at))],
+                vec![
+                    (":created", ts(link.created_at)),
+                    (":expires", ts(link.expires_at)),
+                ],
                 None,
             )?,
         ];
@@ -172,7 +179,10 @@ impl OnboardingStore for DynamoStore {
             .send()
             .await
             .map_err(|e| match cancelled_conditions(&e) {
-                Some(_) => StoreError::Conflict(format!("setup link {} already recorded", link.id.as_str())),
+                Some(_) => StoreError::Conflict(format!(
+                    "setup link {} already recorded",
+                    link.id.as_str()
+                )),
                 None => unavailable(e),
             })?;
         Ok(())
@@ -222,12 +232,7 @@ impl OnboardingStore for DynamoStore {
             "#provider = :provider",
             "connected_at = :at",
         ];
-        let mut remove = vec![
-            "error_code",
-            "error_message",
-            "error_at",
-            "disconnected_at",
-        ];
+        let mut remove = vec!["error_code", "error_message", "error_at", "disconnected_at"];
         let mut values = vec![
             (":pn", s(pn.as_str())),
             (":provider", attr(&number.provider)?),
@@ -275,7 +280,9 @@ impl OnboardingStore for DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(e) => match cancelled_conditions(&e) {
-                Some(reasons) if reasons.iter().any(|failed| *failed) => Err(ActivationError::Taken),
+                Some(reasons) if reasons.iter().any(|failed| *failed) => {
+                    Err(ActivationError::Taken)
+                }
                 Some(_) => Err(StoreError::Conflict(format!(
                     "the activation of {pn} raced another writer"
                 ))
