@@ -14,7 +14,7 @@ use shared::onboarding::{
 };
 use time::OffsetDateTime;
 use wiremock::matchers::{body_partial_json, header, method, path, path_regex};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, Times};
 
 use crate::helpers::{TestApi, spawn_api_with, token, workspace};
 
@@ -45,7 +45,7 @@ impl Respond for NewLinks {
 }
 
 /// Mounts Kapso's customer and setup-link routes; the customer is `customer`.
-pub async fn mount_kapso(kapso: &MockServer, customer: &str, customers_expected: u64) {
+pub async fn mount_kapso(kapso: &MockServer, customer: &str, customers_expected: impl Into<Times>) {
     Mock::given(method("POST"))
         .and(path("/platform/v1/customers"))
         .and(header("X-API-Key", KAPSO_KEY))

@@ -9,16 +9,27 @@ use std::time::Duration;
 use integration_tests::{moto_endpoint, template};
 use local_stack::{aws_env, free_port, paths, watch::LambdaWatch};
 
-use crate::helpers::{spawn_api, token, workspace};
+use crate::helpers::{token, workspace};
 
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
-    let api = spawn_api().await;
+    // Setup links go to a Kapso platform fake, so no route needs the internet.
+    let kapso = wiremock::MockServer::start().await;
+    crate::onboarding::mount_kapso(&kapso, "cus-fuzz", 0..).await;
+    let api = crate::onboarding::spawn_onboarding_api(&kapso).await;
     let mut env = template()
         .function_env("SendApiFunction", &api.stack.provisioned)
         .unwrap();
     env.extend(aws_env(moto_endpoint()));
     env.extend(local_stack::token::auth_env());
+    env.insert(
+        "KAPSO_PLATFORM_BASE_URL".into(),
+        format!("{}/platform/v1", kapso.uri()),
+    );
+    env.insert(
+        "SETUP_CALLBACK_BASE_URL".into(),
+        "https://api.test.invalid".into(),
+    );
     let mut watch = LambdaWatch::start(free_port().unwrap(), &env).unwrap();
     watch.wait_listening(Duration::from_secs(60)).unwrap();
     let base = watch.base_url();

@@ -149,9 +149,6 @@ async fn verify_and_connect<D: OnboardingStore, P: KapsoPlatform>(
         .phone_number_id
         .and_then(|p| PhoneNumberId::parse(p).ok())
         .ok_or(Rejected::InvalidCallback)?;
-    if params.status.as_deref().is_some_and(|s| s != "completed") {
-        return Err(Rejected::InvalidCallback);
-    }
     let link = store
         .setup_link(&link_id)
         .await
