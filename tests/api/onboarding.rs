@@ -377,3 +377,29 @@ async fn a_number_connected_to_one_workspace_is_never_activated_for_another() {
     assert_eq!(routed["workspace_id"].as_s().unwrap(), a.as_str());
     assert_eq!(connection(&api, &b).await["status"], "disconnected");
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_utf8_is_a_validation_error_and_calls_nobody() {
+    // API Gateway hands such a body to Lambda base64-encoded.
+    let kapso = MockServer::start().await;
+    let api = spawn_onboarding_api(&kapso).await;
+    let request = integration_tests::ApiRequest::post(
+        "/v1/whatsapp/setup-links",
+        vec![0x9f, b';', 0xef, 0xb0, 0x80, b'H', 0xd5, 0xbb, 0xff],
+    )
+    .header((
+        "authorization".into(),
+        format!("Bearer {}", token(&workspace("ws"))),
+    ))
+    .base64();
+    let reply = api.send_raw(request).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.error_code(), "validation_failed");
+    assert!(
+        kapso
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+}
