@@ -162,6 +162,15 @@ string_id!(
     ConversationId, "conversation_id", |k, r| check_token(k, r, 64)
 );
 
+string_id!(
+    /// Kapso's id of a customer: one per workspace that onboards through a setup link.
+    KapsoCustomerId, "kapso_customer_id", |k, r| check_token(k, r, 128)
+);
+string_id!(
+    /// Kapso's id of a setup link; the callback's only reference to what we created.
+    SetupLinkId, "setup_link_id", |k, r| check_token(k, r, 128)
+);
+
 impl ConversationId {
     /// A new id for a conversation starting at `at`.
     pub fn new_at(at: time::OffsetDateTime) -> Self {
@@ -218,6 +227,17 @@ impl fmt::Display for WorkspaceId {
 impl fmt::Debug for WorkspaceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WorkspaceId({})", self.0)
+    }
+}
+
+impl fmt::Debug for KapsoCustomerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KapsoCustomerId({})", self.0)
+    }
+}
+impl fmt::Debug for SetupLinkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SetupLinkId({})", self.0)
     }
 }
 

@@ -5,7 +5,9 @@
 //! - `conversations`: the message processor, storing contacts, conversations, messages and
 //!   statuses exactly once and answering with the AI;
 //! - `dashboard`: the send API's use cases (who is calling, and what they may read and change in
-//!   their own workspace).
+//!   their own workspace);
+//! - `onboarding`: connecting a WhatsApp number to a workspace (Kapso setup links and their
+//!   callbacks, connection status).
 //!
 //! The cross-cutting pieces sit beside them: `ids`, `envelope` (the unit that travels from
 //! ingest to the processor), `whatsapp` (the one WhatsApp client), `ai`, `secrets`, `config`,
@@ -20,6 +22,7 @@ pub mod dashboard;
 pub mod envelope;
 pub mod ids;
 pub mod ingest;
+pub mod onboarding;
 pub mod retry;
 pub mod secrets;
 pub mod telemetry;

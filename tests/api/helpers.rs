@@ -10,10 +10,12 @@ use lambda_http::tower::ServiceExt;
 use local_stack::token::{LOCAL_JWT_SECRET, TokenSpec};
 use serde_json::Value;
 use shared::adapters::dynamo::DynamoStore;
+use shared::adapters::kapso_platform::KapsoPlatformClient;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::config::{Env, SendApiConfig};
 use shared::dashboard::auth::KeySource;
 use shared::ids::WorkspaceId;
+use shared::onboarding::settings::SetupLinkSettings;
 use shared::retry::RetryPolicy;
 use shared::secrets::SecretsCache;
 use shared::whatsapp::WhatsAppClient;
@@ -41,27 +43,41 @@ pub async fn spawn_api_with(secrets: Value, extra: &[(&str, &str)]) -> TestApi {
         .function_env("SendApiFunction", &stack.provisioned)
         .expect("the template gives send-api an environment");
     env.extend(local_stack::token::auth_env());
+    // Nothing leaves the machine: Kapso's platform API is unreachable unless a test points it
+    // at its own fake.
+    env.insert(
+        "KAPSO_PLATFORM_BASE_URL".into(),
+        "http://127.0.0.1:9/unreachable".into(),
+    );
+    env.insert(
+        "SETUP_CALLBACK_BASE_URL".into(),
+        "https://api.test.invalid".into(),
+    );
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let mut config = SendApiConfig::from_env(&Env::from_pairs(
-        env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ))
-    .expect("a valid send-api configuration");
+    let env = Env::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut config = SendApiConfig::from_env(&env).expect("a valid send-api configuration");
+    let setup_links = SetupLinkSettings::from_env(&env).expect("valid setup-link settings");
     if let KeySource::Jwks(settings) = &mut config.auth.keys {
         settings.refresh_floor = Duration::ZERO;
     }
-    let secrets = SecretsCache::new(
+    let secrets = Arc::new(SecretsCache::new(
         SecretsManagerSource::new(&stack.aws, &config.common.app_secret_id),
         Duration::from_secs(300),
-    );
+    ));
     let whatsapp = WhatsAppClient::new(
         config.whatsapp.clone(),
         RetryPolicy::new(1, Duration::from_millis(5), Duration::from_millis(20)),
     );
+    let onboarding = send_api::whatsapp::Onboarding {
+        platform: KapsoPlatformClient::new(&setup_links.platform_base_url, Arc::clone(&secrets)),
+        settings: setup_links,
+    };
     let api = send_api::SendApi::new(
         config.auth,
-        Arc::new(secrets),
+        secrets,
         whatsapp,
         DynamoStore::new(&stack.aws, &config.table_name),
+        onboarding,
     );
     TestApi {
         processor_store: DynamoStore::new(&stack.aws, &config.table_name),
@@ -168,13 +184,14 @@ impl TestApi {
 }
 
 /// send-api under `cargo lambda watch` (the real Lambda runtime loop, routed as API Gateway
-/// routes it), with `api`'s stack and the local stack's auth.
-pub fn watch_send_api(api: &TestApi) -> local_stack::watch::LambdaWatch {
+/// routes it), with `api`'s stack, the local stack's auth and `extra` environment.
+pub fn watch_send_api(api: &TestApi, extra: &[(&str, &str)]) -> local_stack::watch::LambdaWatch {
     let mut env = template()
         .function_env("SendApiFunction", &api.stack.provisioned)
         .expect("the template gives send-api an environment");
     env.extend(local_stack::aws_env(integration_tests::moto_endpoint()));
     env.extend(local_stack::token::auth_env());
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let mut watch = local_stack::watch::LambdaWatch::start(
         local_stack::free_port().expect("a free port"),
         &env,

@@ -8,7 +8,7 @@ use crate::helpers::{spawn_api, token, watch_send_api, workspace};
 #[tokio::test]
 async fn a_minted_token_reads_the_ai_config_through_cargo_lambda_watch() {
     let api = spawn_api().await;
-    let watch = watch_send_api(&api);
+    let watch = watch_send_api(&api, &[]);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .build()

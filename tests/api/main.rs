@@ -8,6 +8,8 @@ mod helpers;
 mod inbox;
 mod local_stack;
 mod notes;
+mod onboarding;
 mod schemathesis;
 mod send;
+mod setup_callbacks;
 mod spec;

@@ -8,6 +8,7 @@ mod deadline;
 mod exactly_once;
 mod load;
 mod long_replies;
+mod onboarding;
 mod optout;
 mod permanent_failures;
 mod replies;

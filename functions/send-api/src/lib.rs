@@ -5,6 +5,7 @@
 mod contacts;
 mod inbox;
 mod notes;
+pub mod whatsapp;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub struct SendApi<S, D> {
     pub store: D,
     pub whatsapp: WhatsAppClient,
     pub secrets: Arc<SecretsCache<S>>,
+    pub onboarding: whatsapp::Onboarding<S>,
 }
 
 impl<S: SecretSource, D> SendApi<S, D> {
@@ -58,12 +60,14 @@ impl<S: SecretSource, D> SendApi<S, D> {
         secrets: Arc<SecretsCache<S>>,
         whatsapp: WhatsAppClient,
         store: D,
+        onboarding: whatsapp::Onboarding<S>,
     ) -> Self {
         Self {
             auth: Authenticator::new(auth, Arc::clone(&secrets)),
             store,
             whatsapp,
             secrets,
+            onboarding,
         }
     }
 }
@@ -77,6 +81,7 @@ pub trait ApiStore:
     + ContactDirectory
     + NoteStore
     + QuickReplyStore
+    + whatsapp::WhatsAppStore
 {
 }
 
@@ -88,6 +93,7 @@ impl<T> ApiStore for T where
         + ContactDirectory
         + NoteStore
         + QuickReplyStore
+        + whatsapp::WhatsAppStore
 {
 }
 
@@ -128,6 +134,7 @@ pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
                 .put(notes::replace_quick_reply::<S, D>)
                 .delete(notes::delete_quick_reply::<S, D>),
         )
+        .merge(whatsapp::routes::<S, D>())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(request_span))
@@ -221,7 +228,9 @@ impl Modify for BearerAuth {
 
 /// The OpenAPI document, generated from the code; `docs/openapi.json` is a copy of it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(whatsapp::WhatsAppDoc::openapi());
+    doc
 }
 
 /// The OpenAPI document as served and as committed, with a closing newline.
@@ -299,6 +308,8 @@ pub enum ApiError {
     NoRoute,
     #[error("this route does not take that method")]
     MethodNotAllowed,
+    #[error(transparent)]
+    Platform(#[from] shared::onboarding::PlatformError),
 }
 
 impl From<SendError> for ApiError {
@@ -342,6 +353,7 @@ impl ApiError {
     /// The one mapping from errors to HTTP: status, code, and what the client may be told.
     fn status(&self) -> (StatusCode, &'static str, String) {
         use DashboardError as D;
+        use shared::onboarding::PlatformError;
         match self {
             Self::Dashboard(D::Unauthenticated(AuthError::KeysUnavailable(_))) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -374,6 +386,16 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the store is unavailable; retry".into(),
+            ),
+            Self::Platform(PlatformError::Refused { .. }) => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_refused",
+                "Kapso refused the request".into(),
+            ),
+            Self::Platform(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                "Kapso is unavailable or not configured; retry".into(),
             ),
             Self::Dashboard(D::Store(StoreError::Corrupt(_))) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

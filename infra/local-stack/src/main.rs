@@ -24,6 +24,8 @@ const VERIFY_TOKEN: &str = "local-verify-token";
 const KAPSO_SECRET: &str = "local-kapso-webhook-secret";
 const KAPSO_PROJECT_SECRET: &str = "local-kapso-project-webhook-secret";
 const STACK_NAME: &str = "whatsapp-local";
+/// Where the setup callbacks land the browser on the local stack (no dashboard runs there).
+const LOCAL_DASHBOARD_URL: &str = "http://localhost:3000";
 const PHONE_NUMBER_ID: &str = "106540352242922";
 const CUSTOMER: &str = "16505551234";
 const WORKSPACE: &str = "demo-shop";
@@ -111,6 +113,16 @@ async fn start_stack() -> anyhow::Result<Stack> {
         Some(p) => p,
         None => free_port()?,
     };
+    // Onboarding: setup links come back to this stack, and land on a local dashboard.
+    env.insert(
+        "SETUP_CALLBACK_BASE_URL".into(),
+        format!("http://127.0.0.1:{port}"),
+    );
+    env.insert("DASHBOARD_URL".into(), LOCAL_DASHBOARD_URL.into());
+    env.insert(
+        "KAPSO_PLATFORM_BASE_URL".into(),
+        format!("{}/platform/v1", whatsapp.base_url),
+    );
     let mut watch = LambdaWatch::start(port, &env)?;
     watch.wait_listening(Duration::from_secs(60))?;
     step(&format!(

@@ -3,7 +3,9 @@
 
 use crate::conversations::model::{MessageStatus, ReplyIntent};
 
-use crate::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
+use crate::ids::{
+    ConversationId, KapsoCustomerId, PhoneNumberId, SetupLinkId, WaId, Wamid, WorkspaceId,
+};
 
 /// Reply intents are kept a month: long enough for any redelivery or status to find them.
 pub(super) const INTENT_TTL: time::Duration = time::Duration::days(30);
@@ -22,6 +24,18 @@ pub fn workspace_key(ws: &WorkspaceId) -> (String, String) {
 }
 pub fn ai_config_key(ws: &WorkspaceId) -> (String, String) {
     (format!("WS#{}", ws.as_str()), "AI_CONFIG".into())
+}
+/// A workspace's onboarding record (its Kapso customer, latest setup link, connected number).
+pub fn onboarding_key(ws: &WorkspaceId) -> (String, String) {
+    (format!("WS#{}", ws.as_str()), "ONBOARDING".into())
+}
+/// Which workspace a Kapso customer belongs to.
+pub fn kapso_customer_key(customer: &KapsoCustomerId) -> (String, String) {
+    (format!("KC#{}", customer.as_str()), "KAPSO_CUSTOMER".into())
+}
+/// A setup link we created.
+pub fn setup_link_key(id: &SetupLinkId) -> (String, String) {
+    (format!("SETUP#{}", id.as_str()), "SETUP".into())
 }
 pub fn contact_key(ws: &WorkspaceId, wa_id: &WaId) -> (String, String) {
     (

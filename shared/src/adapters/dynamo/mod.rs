@@ -9,6 +9,7 @@ mod inbox;
 pub mod keys;
 mod messages;
 mod notes;
+mod onboarding;
 mod quick_replies;
 mod replies;
 mod sending;

@@ -124,21 +124,23 @@ impl DynamoStore {
         self.write_ai_config(ws, ai).await
     }
 
-    /// Connects a number to its workspace (seeding: the onboarding issue adds the real flow).
+    /// Connects a number to its workspace (seeding; onboarding activates through
+    /// [`integration_item`] in its own transaction).
     pub async fn put_integration(&self, integration: &Integration) -> StoreResult<()> {
-        let ws = &integration.workspace_id;
-        let item = IntegrationItem {
-            workspace_id: ws.clone(),
-            provider: integration.provider,
-            status: integration.status,
-            error: integration.error.clone(),
-            gsi1pk: format!("WS#{}", ws.as_str()),
-            gsi1sk: format!("INTEGRATION#{}", integration.phone_number_id.as_str()),
-        };
-        self.put(to_item(
-            integration_key(&integration.phone_number_id),
-            &item,
-        )?)
-        .await
+        self.put(integration_item(integration)?).await
     }
+}
+
+/// The `INTEGRATION` item of a number, as the processor reads it.
+pub(super) fn integration_item(integration: &Integration) -> StoreResult<Item> {
+    let ws = &integration.workspace_id;
+    let item = IntegrationItem {
+        workspace_id: ws.clone(),
+        provider: integration.provider,
+        status: integration.status,
+        error: integration.error.clone(),
+        gsi1pk: format!("WS#{}", ws.as_str()),
+        gsi1sk: format!("INTEGRATION#{}", integration.phone_number_id.as_str()),
+    };
+    to_item(integration_key(&integration.phone_number_id), &item)
 }
