@@ -20,6 +20,7 @@ pub mod dashboard;
 pub mod envelope;
 pub mod ids;
 pub mod ingest;
+pub mod reminders;
 pub mod retry;
 pub mod secrets;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! Adapters: the AWS SDK behind the domain's ports. Only this module imports SDK crates.
 
 pub mod dynamo;
+pub mod resend;
 pub mod secrets_manager;
 pub mod sqs;
 

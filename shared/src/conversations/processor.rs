@@ -964,7 +964,7 @@ fn answerable(kind: &str) -> bool {
 
 /// How an integration sends, with credentials from the app secret. Missing credentials are
 /// logged and counted: nothing can be sent for that number until they are configured.
-fn channel(integration: &Integration, secrets: &AppSecrets) -> Option<Channel> {
+pub(crate) fn channel(integration: &Integration, secrets: &AppSecrets) -> Option<Channel> {
     let channel = match integration.provider {
         Provider::Kapso => secrets
             .kapso_api_key

@@ -5,6 +5,7 @@ mod contacts;
 mod conversations;
 pub mod keys;
 mod messages;
+mod reminders;
 mod replies;
 mod workspaces;
 
