@@ -41,7 +41,11 @@ impl ResendClient {
     /// # Panics
     ///
     /// When the TLS backend cannot be set up, as `reqwest::Client::new` does; built at cold start.
-    pub fn new(base_url: impl Into<String>, from: impl Into<String>, request_timeout: Duration) -> Self {
+    pub fn new(
+        base_url: impl Into<String>,
+        from: impl Into<String>,
+        request_timeout: Duration,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(request_timeout / 2)
             .build()
@@ -175,7 +179,11 @@ mod tests {
 
     #[test]
     fn a_rate_limit_is_retried_after_the_asked_delay() {
-        let e = map_error(429, body("rate_limit_exceeded"), Some(Duration::from_secs(2)));
+        let e = map_error(
+            429,
+            body("rate_limit_exceeded"),
+            Some(Duration::from_secs(2)),
+        );
         assert_eq!(
             e,
             EmailError::Throttled {

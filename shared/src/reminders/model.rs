@@ -141,7 +141,10 @@ impl TemplateSpec {
                 .bytes()
                 .all(|b| b.is_ascii_alphabetic() || b == b'_');
         if !language_ok {
-            return Err(invalid(field, "language must be a code such as en or en_US"));
+            return Err(invalid(
+                field,
+                "language must be a code such as en or en_US",
+            ));
         }
         if self.components.iter().any(|c| !c.is_object()) {
             return Err(invalid(field, "every template component must be an object"));
@@ -432,7 +435,13 @@ mod tests {
     #[test]
     fn an_email_needs_an_address_a_one_line_subject_and_a_body() {
         assert!(EmailAddress::parse("ana@example.com").is_ok());
-        for bad in ["ana", "@example.com", "ana@example", "a b@example.com", "a@b@c.d"] {
+        for bad in [
+            "ana",
+            "@example.com",
+            "ana@example",
+            "a b@example.com",
+            "a@b@c.d",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
         let now = at("2026-11-23T10:00:00Z");

@@ -120,6 +120,8 @@ enum Handled {
     /// Claimed and put back for later.
     Retried,
     Review,
+    /// Another run's claim that expired mid-send, flagged for review.
+    Expired,
     /// Not this run's: claimed by another run, cancelled, or a stale index entry.
     Skipped,
     /// Deferred before the claim: the deadline is near.
@@ -182,7 +184,11 @@ where
                     }
                     Err(e) => {
                         summary.errors += 1;
-                        tracing::error!(shard, error.cause_chain = cause_chain(&e), "could not read the due index; the next run will");
+                        tracing::error!(
+                            shard,
+                            error.cause_chain = cause_chain(&e),
+                            "could not read the due index; the next run will"
+                        );
                     }
                 }
             }
@@ -246,7 +252,12 @@ where
         })
     }
 
-    async fn review_expired(&self, reminder: &Reminder, run_id: &str, now: OffsetDateTime) -> Handled {
+    async fn review_expired(
+        &self,
+        reminder: &Reminder,
+        run_id: &str,
+        now: OffsetDateTime,
+    ) -> Handled {
         let reason = "the run that claimed it ended before recording the outcome of the send; \
                       not sent again automatically";
         match self
@@ -256,7 +267,7 @@ where
         {
             Ok(true) => {
                 tracing::warn!(reminder_id = %reminder.id, "a claim expired mid-send: flagged for review");
-                Handled::Review
+                Handled::Expired
             }
             Ok(false) => Handled::Skipped,
             Err(e) => {
@@ -377,7 +388,9 @@ where
             Err(e) => return Attempt::Retry(format!("contact lookup failed: {e}"), None),
         };
         if recipient.opted_out {
-            return Attempt::Refused("opted_out: the contact opted out of WhatsApp messages".into());
+            return Attempt::Refused(
+                "opted_out: the contact opted out of WhatsApp messages".into(),
+            );
         }
         let message = match (message, &reminder.channel) {
             (Some(message), _) => message,
@@ -465,7 +478,7 @@ impl RunSummary {
     fn count(&mut self, outcome: Handled) {
         let claimed = !matches!(
             outcome,
-            Handled::Skipped | Handled::NotClaimed | Handled::Review
+            Handled::Skipped | Handled::NotClaimed | Handled::Expired
         );
         if claimed && outcome != Handled::Error {
             self.claimed += 1;
@@ -475,7 +488,7 @@ impl RunSummary {
             Handled::Failed => self.failed += 1,
             Handled::Retried => self.deferred += 1,
             Handled::NotClaimed => self.deferred += 1,
-            Handled::Review => self.review += 1,
+            Handled::Review | Handled::Expired => self.review += 1,
             Handled::Error => self.errors += 1,
             Handled::Skipped => {}
         }
@@ -546,4 +559,3 @@ mod tests {
         assert!(matches!(email_attempt(Err(e)), Attempt::Unknown(_)));
     }
 }
-

@@ -11,8 +11,8 @@ use crate::conversations::store::{StoreError, StoreResult};
 use crate::ids::{PhoneNumberId, WaId, WorkspaceId};
 use crate::reminders::model::{Reminder, ReminderId, ReminderStatus};
 use crate::reminders::store::{
-    BadCursor, Cancelled, Created, DuePage, Recipient, ReminderFilter, ReminderPage,
-    ReminderQueue, ReminderStore,
+    BadCursor, Cancelled, Created, DuePage, Recipient, ReminderFilter, ReminderPage, ReminderQueue,
+    ReminderStore,
 };
 
 use super::*;
@@ -109,7 +109,10 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(reminder_key(&reminder.workspace_id, &reminder.id))))
+            .set_key(Some(key(reminder_key(
+                &reminder.workspace_id,
+                &reminder.id,
+            ))))
             .update_expression(expression)
             .condition_expression("#status = :sending AND run_id = :run")
             .expression_attribute_names("#status", "status")
@@ -161,12 +164,15 @@ impl ReminderStore for DynamoStore {
                 .await?
                 .ok_or_else(|| StoreError::Conflict("the idempotency record vanished".into()))?;
             let record: IdempotencyItem = from_item(record)?;
-            let existing = self.reminder(ws, &record.reminder_id).await?.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "idempotency record points at missing reminder {}",
-                    record.reminder_id
-                ))
-            })?;
+            let existing = self
+                .reminder(ws, &record.reminder_id)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "idempotency record points at missing reminder {}",
+                        record.reminder_id
+                    ))
+                })?;
             return Ok(Created::Existing(existing));
         }
         Err(StoreError::Conflict(format!(
@@ -197,8 +203,7 @@ impl ReminderStore for DynamoStore {
                     if k.len() == 4
                         && k.get("gsi1pk").and_then(|v| v.as_s().ok()) == Some(&partition)
                         && k.get("pk").and_then(|v| v.as_s().ok()) == Some(&partition)
-                        && k
-                            .get("gsi1sk")
+                        && k.get("gsi1sk")
                             .and_then(|v| v.as_s().ok())
                             .is_some_and(|v| v.starts_with("REMINDER#"))
                         && k.contains_key("sk") =>
@@ -268,9 +273,7 @@ impl ReminderStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(reminder_key(ws, id))))
-            .update_expression(
-                "SET #status = :cancelled, cancelled_at = :at REMOVE gsi2pk, gsi2sk",
-            )
+            .update_expression("SET #status = :cancelled, cancelled_at = :at REMOVE gsi2pk, gsi2sk")
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":cancelled", s("cancelled"))
@@ -478,7 +481,10 @@ impl ReminderQueue for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(reminder_key(&reminder.workspace_id, &reminder.id))))
+            .set_key(Some(key(reminder_key(
+                &reminder.workspace_id,
+                &reminder.id,
+            ))))
             .update_expression(expression)
             .condition_expression("#status = :sending AND run_id = :owner AND lease_ms < :before")
             .expression_attribute_names("#status", "status")
