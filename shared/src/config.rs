@@ -148,24 +148,30 @@ impl ProcessorConfig {
             common: CommonConfig::from_env(env)?,
             table_name: env.required("TABLE_NAME")?.to_owned(),
             settings,
-            whatsapp: crate::whatsapp::WhatsAppConfig {
-                kapso_base_url: env
-                    .optional("KAPSO_BASE_URL")
-                    .unwrap_or("https://api.kapso.ai")
-                    .to_owned(),
-                meta_base_url: env
-                    .optional("META_GRAPH_BASE_URL")
-                    .unwrap_or("https://graph.facebook.com")
-                    .to_owned(),
-                graph_version: env
-                    .optional("META_GRAPH_VERSION")
-                    .unwrap_or("v24.0")
-                    .to_owned(),
-                request_timeout: seconds("WHATSAPP_TIMEOUT_SECONDS", Duration::from_secs(10))?,
-                connect_timeout: crate::whatsapp::DEFAULT_CONNECT_TIMEOUT,
-            },
+            whatsapp: whatsapp_from_env(env)?,
         })
     }
+}
+
+/// The WhatsApp API settings every sending function shares: `KAPSO_BASE_URL`,
+/// `META_GRAPH_BASE_URL`, `META_GRAPH_VERSION`, `WHATSAPP_TIMEOUT_SECONDS` (default 10).
+pub fn whatsapp_from_env(env: &Env) -> Result<crate::whatsapp::WhatsAppConfig, ConfigError> {
+    Ok(crate::whatsapp::WhatsAppConfig {
+        kapso_base_url: env
+            .optional("KAPSO_BASE_URL")
+            .unwrap_or("https://api.kapso.ai")
+            .to_owned(),
+        meta_base_url: env
+            .optional("META_GRAPH_BASE_URL")
+            .unwrap_or("https://graph.facebook.com")
+            .to_owned(),
+        graph_version: env
+            .optional("META_GRAPH_VERSION")
+            .unwrap_or("v24.0")
+            .to_owned(),
+        request_timeout: Duration::from_secs(env.parsed("WHATSAPP_TIMEOUT_SECONDS", 10u64)?),
+        connect_timeout: crate::whatsapp::DEFAULT_CONNECT_TIMEOUT,
+    })
 }
 
 /// Settings of the send API (the dashboard's HTTP API).

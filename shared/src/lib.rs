@@ -17,6 +17,7 @@ pub mod ai;
 pub mod config;
 pub mod conversations;
 pub mod dashboard;
+pub mod deadline;
 pub mod envelope;
 pub mod ids;
 pub mod ingest;

@@ -2,5 +2,6 @@
 //! Secrets Manager on loopback) and wiremock (the WhatsApp API and Resend), counting sends at the
 //! fakes.
 
+mod function;
 mod helpers;
 mod runs;

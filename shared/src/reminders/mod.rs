@@ -7,6 +7,7 @@
 //! - `email`: the email port and its typed errors;
 //! - `run`: one scheduled run, claim → send → record, exactly once.
 
+pub mod config;
 pub mod email;
 pub mod model;
 pub mod run;
