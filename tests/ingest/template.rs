@@ -186,7 +186,7 @@ async fn the_table_has_the_gsi_the_data_model_lists() {
         .iter()
         .map(|i| i.index_name().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(indexes, ["GSI1"]);
+    assert_eq!(indexes, ["GSI1", "GSI2"]);
 }
 
 #[tokio::test]
