@@ -5,3 +5,4 @@
 mod function;
 mod helpers;
 mod runs;
+mod store;
