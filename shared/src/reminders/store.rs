@@ -38,7 +38,7 @@ pub enum Created {
 /// What cancelling a reminder did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cancelled {
-    Cancelled(Reminder),
+    Cancelled(Box<Reminder>),
     NotFound,
     /// Only a pending reminder can be cancelled.
     NotPending(ReminderStatus),

@@ -283,9 +283,9 @@ impl ReminderStore for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(out) => Ok(Cancelled::Cancelled(from_item(
+            Ok(out) => Ok(Cancelled::Cancelled(Box::new(from_item(
                 out.attributes.unwrap_or_default(),
-            )?)),
+            )?))),
             Err(e) if is_conditional_failure(&e) => Ok(match self.reminder(ws, id).await? {
                 None => Cancelled::NotFound,
                 Some(r) => Cancelled::NotPending(r.status),
