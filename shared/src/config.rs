@@ -148,14 +148,14 @@ impl ProcessorConfig {
             common: CommonConfig::from_env(env)?,
             table_name: env.required("TABLE_NAME")?.to_owned(),
             settings,
-            whatsapp: whatsapp_config(env)?,
+            whatsapp: whatsapp_from_env(env)?,
         })
     }
 }
 
-/// Where the WhatsApp APIs are (`KAPSO_BASE_URL`, `META_GRAPH_BASE_URL`, `META_GRAPH_VERSION`)
-/// and how long one request may take (`WHATSAPP_TIMEOUT_SECONDS`, default 10).
-fn whatsapp_config(env: &Env) -> Result<crate::whatsapp::WhatsAppConfig, ConfigError> {
+/// The WhatsApp API settings every sending function shares: `KAPSO_BASE_URL`,
+/// `META_GRAPH_BASE_URL`, `META_GRAPH_VERSION`, `WHATSAPP_TIMEOUT_SECONDS` (default 10).
+pub fn whatsapp_from_env(env: &Env) -> Result<crate::whatsapp::WhatsAppConfig, ConfigError> {
     Ok(crate::whatsapp::WhatsAppConfig {
         kapso_base_url: env
             .optional("KAPSO_BASE_URL")
@@ -243,7 +243,7 @@ impl SendApiConfig {
                     .to_owned(),
                 keys,
             },
-            whatsapp: whatsapp_config(env)?,
+            whatsapp: whatsapp_from_env(env)?,
         })
     }
 }

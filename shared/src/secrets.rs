@@ -30,6 +30,8 @@ pub struct AppSecrets {
     /// HS256 key of the dashboard API's Bearer tokens, when no JWKS URL is configured (the local
     /// stack mints tokens with it). Absent: every dashboard request is refused.
     pub dashboard_jwt_secret: Option<SecretString>,
+    /// Resend API key, sent as a Bearer token: reminders by email.
+    pub resend_api_key: Option<SecretString>,
 }
 
 impl AppSecrets {

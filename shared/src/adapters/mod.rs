@@ -2,6 +2,7 @@
 
 pub mod dynamo;
 pub mod kapso_platform;
+pub mod resend;
 pub mod secrets_manager;
 pub mod sqs;
 

@@ -6,6 +6,7 @@ use crate::conversations::model::{MessageStatus, ReplyIntent};
 use crate::ids::{
     ConversationId, KapsoCustomerId, PhoneNumberId, SetupLinkId, WaId, Wamid, WorkspaceId,
 };
+use crate::reminders::model::ReminderId;
 
 /// Reply intents are kept a month: long enough for any redelivery or status to find them.
 pub(super) const INTENT_TTL: time::Duration = time::Duration::days(30);
@@ -85,4 +86,54 @@ pub(super) fn thread_names(pn: &PhoneNumberId) -> [(&'static str, String); 5] {
         ("#answered", thread_attr(pn, "answered_through")),
         ("#paused", thread_attr(pn, "bot_paused")),
     ]
+}
+
+/// A reminder (`WS#<workspace_id>` / `REMINDER#<reminder_id>`): under its workspace's partition,
+/// so a reminder id from another workspace finds nothing.
+pub fn reminder_key(ws: &WorkspaceId, id: &ReminderId) -> (String, String) {
+    (
+        format!("WS#{}", ws.as_str()),
+        format!("REMINDER#{}", id.as_str()),
+    )
+}
+/// An `Idempotency-Key` of a reminder creation (`WS#<workspace_id>` /
+/// `REMINDER_IDEMPOTENCY#<sha256 of the key>`), kept a day.
+pub fn reminder_idempotency_key(ws: &WorkspaceId, idempotency_key: &str) -> (String, String) {
+    use sha2::Digest;
+    (
+        format!("WS#{}", ws.as_str()),
+        format!(
+            "REMINDER_IDEMPOTENCY#{}",
+            hex::encode(sha2::Sha256::digest(idempotency_key.as_bytes()))
+        ),
+    )
+}
+pub(super) const REMINDER_IDEMPOTENCY_TTL: time::Duration = time::Duration::days(1);
+
+/// How many partitions the due-reminder index (GSI2) is spread over. Each run queries all of
+/// them, so a burst of reminders due in the same minute never lands on one hot partition.
+pub const REMINDER_DUE_SHARDS: u16 = 8;
+
+/// The due index's partition of a reminder: `REMINDER_DUE#<shard>`, the shard from a hash of
+/// its id.
+pub fn reminder_due_pk(id: &ReminderId) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_str().as_bytes());
+    let shard = u16::from_be_bytes([digest[0], digest[1]]) % REMINDER_DUE_SHARDS;
+    reminder_due_shard_pk(shard)
+}
+pub fn reminder_due_shard_pk(shard: u16) -> String {
+    format!("REMINDER_DUE#{shard}")
+}
+/// The due index's sort key: the due time in epoch milliseconds, zero-padded, then the id.
+pub fn reminder_due_sk(due_ms: i128, id: &ReminderId) -> String {
+    format!("{due_ms:015}#{}", id.as_str())
+}
+/// The highest due-index sort key at `due_ms`: every reminder due then or earlier sorts before it.
+pub fn reminder_due_bound(due_ms: i128) -> String {
+    format!("{due_ms:015}#~")
+}
+/// A reminder's place in its workspace's list (GSI1): `REMINDER#<due ms>#<id>`, by due time.
+pub fn reminder_list_sk(due_ms: i128, id: &ReminderId) -> String {
+    format!("REMINDER#{due_ms:015}#{}", id.as_str())
 }

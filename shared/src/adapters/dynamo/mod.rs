@@ -11,6 +11,7 @@ mod messages;
 mod notes;
 mod onboarding;
 mod quick_replies;
+mod reminders;
 mod replies;
 mod sending;
 mod workspaces;

@@ -1,0 +1,521 @@
+//! Reminders: the item, its due index (GSI2, sharded) and its place in the workspace's list
+//! (GSI1). See docs/data-model.md, "Reminders".
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::conversations::store::{StoreError, StoreResult};
+use crate::ids::{PhoneNumberId, WaId, WorkspaceId};
+use crate::reminders::model::{Reminder, ReminderId, ReminderStatus};
+use crate::reminders::store::{
+    BadCursor, Cancelled, Created, DuePage, Recipient, ReminderFilter, ReminderPage, ReminderQueue,
+    ReminderStore,
+};
+
+use super::*;
+
+/// The due index: pending and claimed reminders only (sent, failed, cancelled and flagged ones
+/// leave it), so it holds exactly the work still to do.
+const DUE_INDEX: &str = "GSI2";
+const LIST_INDEX: &str = "GSI1";
+/// At most this many queries fill one list page whose filters skip items.
+const MAX_LIST_QUERIES: usize = 10;
+
+/// A reminder as stored: the domain reminder, and its index keys.
+#[derive(Debug, Serialize)]
+struct ReminderItem<'a> {
+    #[serde(flatten)]
+    reminder: &'a Reminder,
+    due_ms: i64,
+    gsi1pk: String,
+    gsi1sk: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi2pk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi2sk: Option<String>,
+}
+
+fn due_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(millis(at)).unwrap_or(i64::MAX)
+}
+
+fn reminder_item(reminder: &Reminder) -> StoreResult<Item> {
+    let ms = millis(reminder.due_at);
+    let indexed = matches!(
+        reminder.status,
+        ReminderStatus::Pending | ReminderStatus::Sending
+    );
+    let row = ReminderItem {
+        reminder,
+        due_ms: due_ms(reminder.due_at),
+        gsi1pk: format!("WS#{}", reminder.workspace_id.as_str()),
+        gsi1sk: reminder_list_sk(ms, &reminder.id),
+        gsi2pk: indexed.then(|| reminder_due_pk(&reminder.id)),
+        gsi2sk: indexed.then(|| reminder_due_sk(ms, &reminder.id)),
+    };
+    to_item(reminder_key(&reminder.workspace_id, &reminder.id), &row)
+}
+
+/// The idempotency record of a creation.
+#[derive(Debug, Serialize, Deserialize)]
+struct IdempotencyItem {
+    reminder_id: ReminderId,
+    ttl: i64,
+}
+
+/// What the run reads of a contact.
+#[derive(Debug, Deserialize)]
+struct ContactFlags {
+    #[serde(default)]
+    opted_out: bool,
+}
+
+/// A cursor is the query's last evaluated key, as hex of its JSON: opaque to clients, and
+/// checked to belong to the list it is used with.
+fn encode_cursor(key: &Item) -> Option<String> {
+    let map: HashMap<&str, &str> = key
+        .iter()
+        .map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
+        .collect::<Option<_>>()?;
+    serde_json::to_vec(&map).ok().map(hex::encode)
+}
+
+fn decode_cursor(raw: &str) -> Option<Item> {
+    let bytes = hex::decode(raw).ok()?;
+    let map: HashMap<String, String> = serde_json::from_slice(&bytes).ok()?;
+    Some(map.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+fn conflict(reminder: &Reminder) -> StoreError {
+    StoreError::Conflict(format!(
+        "reminder {} is no longer held by this run",
+        reminder.id
+    ))
+}
+
+impl DynamoStore {
+    /// A conditional update of a claimed reminder: applies only while `run_id` holds it.
+    async fn update_claimed(
+        &self,
+        reminder: &Reminder,
+        run_id: &str,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> StoreResult<bool> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(reminder_key(
+                &reminder.workspace_id,
+                &reminder.id,
+            ))))
+            .update_expression(expression)
+            .condition_expression("#status = :sending AND run_id = :run")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":run", s(run_id));
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+impl ReminderStore for DynamoStore {
+    async fn create_reminder(
+        &self,
+        reminder: &Reminder,
+        idempotency_key: Option<&str>,
+    ) -> StoreResult<Created> {
+        let ws = &reminder.workspace_id;
+        let mut items: Vec<TransactWriteItem> =
+            vec![put_if_absent(&self.table, reminder_item(reminder)?)?];
+        if let Some(k) = idempotency_key {
+            let record = IdempotencyItem {
+                reminder_id: reminder.id.clone(),
+                ttl: (reminder.created_at + REMINDER_IDEMPOTENCY_TTL).unix_timestamp(),
+            };
+            items.push(put_if_absent(
+                &self.table,
+                to_item(reminder_idempotency_key(ws, k), &record)?,
+            )?);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let reasons = match result {
+            Ok(_) => return Ok(Created::New(reminder.clone())),
+            Err(e) => cancelled_conditions(&e).ok_or_else(|| unavailable(e))?,
+        };
+        if let (Some(k), Some(true)) = (idempotency_key, reasons.get(1)) {
+            let record = self
+                .get(reminder_idempotency_key(ws, k), true)
+                .await?
+                .ok_or_else(|| StoreError::Conflict("the idempotency record vanished".into()))?;
+            let record: IdempotencyItem = from_item(record)?;
+            let existing = self
+                .reminder(ws, &record.reminder_id)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "idempotency record points at missing reminder {}",
+                        record.reminder_id
+                    ))
+                })?;
+            return Ok(Created::Existing(existing));
+        }
+        Err(StoreError::Conflict(format!(
+            "reminder {} exists already",
+            reminder.id
+        )))
+    }
+
+    async fn reminder(&self, ws: &WorkspaceId, id: &ReminderId) -> StoreResult<Option<Reminder>> {
+        self.get(reminder_key(ws, id), true)
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    async fn list_reminders(
+        &self,
+        ws: &WorkspaceId,
+        filter: &ReminderFilter,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Result<ReminderPage, BadCursor>> {
+        let partition = format!("WS#{}", ws.as_str());
+        let mut start = match cursor {
+            None => None,
+            Some(raw) => match decode_cursor(raw) {
+                Some(k)
+                    if k.len() == 4
+                        && k.get("gsi1pk").and_then(|v| v.as_s().ok()) == Some(&partition)
+                        && k.get("pk").and_then(|v| v.as_s().ok()) == Some(&partition)
+                        && k.get("gsi1sk")
+                            .and_then(|v| v.as_s().ok())
+                            .is_some_and(|v| v.starts_with("REMINDER#"))
+                        && k.contains_key("sk") =>
+                {
+                    Some(k)
+                }
+                _ => return Ok(Err(BadCursor)),
+            },
+        };
+        let from = filter.due_from.map_or(0, millis).max(0);
+        let to = filter.due_to.map_or(i128::from(i64::MAX / 1000), millis) - 1;
+        let mut filters = Vec::new();
+        if filter.status.is_some() {
+            filters.push("#status = :status");
+        }
+        if filter.contact.is_some() {
+            filters.push("contact = :contact");
+        }
+        let mut items = Vec::new();
+        for _ in 0..MAX_LIST_QUERIES {
+            let remaining = limit.saturating_sub(u32::try_from(items.len()).unwrap_or(u32::MAX));
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(LIST_INDEX)
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(&partition))
+                .expression_attribute_values(":from", s(format!("REMINDER#{from:015}")))
+                .expression_attribute_values(":to", s(format!("REMINDER#{to:015}#~")))
+                .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            if !filters.is_empty() {
+                request = request.filter_expression(filters.join(" AND "));
+            }
+            if let Some(status) = filter.status {
+                request = request
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", s(status.as_str()));
+            }
+            if let Some(contact) = &filter.contact {
+                request = request.expression_attribute_values(":contact", s(contact.as_str()));
+            }
+            let page = request.send().await.map_err(unavailable)?;
+            for item in page.items.unwrap_or_default() {
+                items.push(from_item(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() || items.len() >= limit as usize {
+                break;
+            }
+        }
+        Ok(Ok(ReminderPage {
+            items,
+            next: start.as_ref().and_then(encode_cursor),
+        }))
+    }
+
+    async fn cancel_reminder(
+        &self,
+        ws: &WorkspaceId,
+        id: &ReminderId,
+        at: OffsetDateTime,
+    ) -> StoreResult<Cancelled> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(reminder_key(ws, id))))
+            .update_expression("SET #status = :cancelled, cancelled_at = :at REMOVE gsi2pk, gsi2sk")
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":cancelled", s("cancelled"))
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":at", ts(at))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Cancelled::Cancelled(Box::new(from_item(
+                out.attributes.unwrap_or_default(),
+            )?))),
+            Err(e) if is_conditional_failure(&e) => Ok(match self.reminder(ws, id).await? {
+                None => Cancelled::NotFound,
+                Some(r) => Cancelled::NotPending(r.status),
+            }),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn owns_number(&self, ws: &WorkspaceId, pn: &PhoneNumberId) -> StoreResult<bool> {
+        #[derive(Deserialize)]
+        struct Owner {
+            workspace_id: WorkspaceId,
+        }
+        Ok(match self.get(integration_key(pn), false).await? {
+            Some(item) => from_item::<Owner>(item)?.workspace_id == *ws,
+            None => false,
+        })
+    }
+}
+
+impl ReminderQueue for DynamoStore {
+    fn shards(&self) -> u16 {
+        REMINDER_DUE_SHARDS
+    }
+
+    async fn due(
+        &self,
+        shard: u16,
+        now: OffsetDateTime,
+        start: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<DuePage> {
+        let start = match start {
+            Some(raw) => Some(
+                decode_cursor(raw).ok_or_else(|| StoreError::Corrupt("bad due cursor".into()))?,
+            ),
+            None => None,
+        };
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression("gsi2pk = :pk AND gsi2sk <= :bound")
+            .expression_attribute_values(":pk", s(reminder_due_shard_pk(shard)))
+            .expression_attribute_values(":bound", s(reminder_due_bound(millis(now))))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let items = page
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect::<StoreResult<Vec<Reminder>>>()?;
+        Ok(DuePage {
+            items,
+            next: page.last_evaluated_key.as_ref().and_then(encode_cursor),
+        })
+    }
+
+    async fn claim(
+        &self,
+        reminder: &Reminder,
+        run_id: &str,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> StoreResult<Option<Reminder>> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(reminder_key(&reminder.workspace_id, &reminder.id))))
+            .update_expression(
+                "SET #status = :sending, run_id = :run, lease_until = :lease, lease_ms = :lease_ms, \
+                 attempts = if_not_exists(attempts, :zero) + :one, updated_at = :now",
+            )
+            .condition_expression("#status = :pending AND due_ms <= :now_ms")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":run", s(run_id))
+            .expression_attribute_values(":lease", ts(lease_until))
+            .expression_attribute_values(":lease_ms", n(millis(lease_until)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", ts(now))
+            .expression_attribute_values(":now_ms", n(millis(now)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Some(from_item(out.attributes.unwrap_or_default())?)),
+            Err(e) if is_conditional_failure(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn record_sent(
+        &self,
+        reminder: &Reminder,
+        run_id: &str,
+        result_id: &str,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let updated = self
+            .update_claimed(
+                reminder,
+                run_id,
+                "SET #status = :sent, sent_at = :at, result_id = :result, updated_at = :at \
+                 REMOVE gsi2pk, gsi2sk, lease_until, lease_ms",
+                vec![
+                    (":sent", s("sent")),
+                    (":at", ts(at)),
+                    (":result", s(result_id)),
+                ],
+            )
+            .await?;
+        updated.then_some(()).ok_or_else(|| conflict(reminder))
+    }
+
+    async fn retry_later(
+        &self,
+        reminder: &Reminder,
+        run_id: &str,
+        due_at: OffsetDateTime,
+        error: &str,
+    ) -> StoreResult<()> {
+        let ms = millis(due_at);
+        let updated = self
+            .update_claimed(
+                reminder,
+                run_id,
+                "SET #status = :pending, due_at = :due, due_ms = :due_ms, gsi2sk = :due_sk, \
+                 gsi1sk = :list_sk, last_error = :error \
+                 REMOVE run_id, lease_until, lease_ms",
+                vec![
+                    (":pending", s("pending")),
+                    (":due", ts(due_at)),
+                    (":due_ms", n(ms)),
+                    (":due_sk", s(reminder_due_sk(ms, &reminder.id))),
+                    (":list_sk", s(reminder_list_sk(ms, &reminder.id))),
+                    (":error", s(error)),
+                ],
+            )
+            .await?;
+        updated.then_some(()).ok_or_else(|| conflict(reminder))
+    }
+
+    async fn fail(
+        &self,
+        reminder: &Reminder,
+        run_id: &str,
+        error: &str,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let updated = self
+            .update_claimed(
+                reminder,
+                run_id,
+                "SET #status = :failed, last_error = :error, updated_at = :at \
+                 REMOVE gsi2pk, gsi2sk, lease_until, lease_ms",
+                vec![
+                    (":failed", s("failed")),
+                    (":error", s(error)),
+                    (":at", ts(at)),
+                ],
+            )
+            .await?;
+        updated.then_some(()).ok_or_else(|| conflict(reminder))
+    }
+
+    async fn flag_for_review(
+        &self,
+        reminder: &Reminder,
+        run_id: &str,
+        expired_before: Option<OffsetDateTime>,
+        reason: &str,
+    ) -> StoreResult<bool> {
+        let expression = "SET review = :reason REMOVE gsi2pk, gsi2sk";
+        let Some(before) = expired_before else {
+            return self
+                .update_claimed(reminder, run_id, expression, vec![(":reason", s(reason))])
+                .await;
+        };
+        // A dead run's claim: still the same claim (its run id), and its lease over.
+        let Some(owner) = reminder.run_id.as_deref() else {
+            return Ok(false);
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(reminder_key(
+                &reminder.workspace_id,
+                &reminder.id,
+            ))))
+            .update_expression(expression)
+            .condition_expression("#status = :sending AND run_id = :owner AND lease_ms < :before")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":before", n(millis(before)))
+            .expression_attribute_values(":reason", s(reason))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn recipient(
+        &self,
+        ws: &WorkspaceId,
+        wa_id: &WaId,
+        pn: &PhoneNumberId,
+    ) -> StoreResult<Option<Recipient>> {
+        let Some(item) = self.get(contact_key(ws, wa_id), false).await? else {
+            return Ok(None);
+        };
+        let last: Option<Stamp> =
+            attribute::<Option<Stamp>>(&item, &thread_attr(pn, "last_inbound_at"))?.flatten();
+        let flags: ContactFlags = from_item(item)?;
+        Ok(Some(Recipient {
+            opted_out: flags.opted_out,
+            last_inbound_at: last.map(|s| s.0),
+        }))
+    }
+}
