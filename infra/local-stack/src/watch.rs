@@ -30,7 +30,10 @@ impl LambdaWatch {
         let dir = paths::root().join(".local");
         std::fs::create_dir_all(&dir)?;
         let env_file = dir.join(format!("watch-{port}.env"));
-        let lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        let lines: String = env
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", env_file_value(v)))
+            .collect();
         std::fs::write(&env_file, lines)?;
         let log = dir.join(format!("watch-{port}.log"));
         let out = File::create(&log)?;
@@ -96,5 +99,34 @@ impl Drop for LambdaWatch {
             self.child.kill().ok();
         }
         self.child.wait().ok();
+    }
+}
+
+/// A value as cargo lambda's env file (dotenv) reads it back unchanged: single-quoted (literal),
+/// or double-quoted with `\`, `"` and `$` escaped when it holds a single quote. Unquoted, a value
+/// such as `Reminders <reminders@example.com>` does not parse.
+fn env_file_value(value: &str) -> String {
+    if !value.contains('\'') {
+        return format!("'{value}'");
+    }
+    let escaped = value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('$', "\\$");
+    format!("\"{escaped}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::env_file_value;
+
+    #[test]
+    fn values_with_spaces_and_angle_brackets_are_quoted() {
+        assert_eq!(
+            env_file_value("Reminders <reminders@example.com>"),
+            "'Reminders <reminders@example.com>'"
+        );
+        assert_eq!(env_file_value(""), "''");
+        assert_eq!(env_file_value("it's $HOME"), "\"it's \\$HOME\"");
     }
 }
