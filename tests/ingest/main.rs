@@ -3,6 +3,7 @@
 
 mod bench_smoke;
 mod deliveries;
+mod demo;
 mod end_to_end;
 mod handshake;
 mod logging;
