@@ -10,8 +10,8 @@ use integration_tests::processor::{CUSTOMER, Options, World, meta_text, spawn_wo
 use local_stack::bridge::PumpReport;
 use serde_json::json;
 use shared::conversations::model::{Direction, Provider};
-use shared::conversations::store::MessageStore;
-use shared::ids::ConversationId;
+use shared::conversations::store::{MessageStore, TenantStore};
+use shared::ids::{ConversationId, PhoneNumberId};
 use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -142,6 +142,36 @@ async fn an_expired_token_marks_the_integration_errored_without_failing_the_batc
         .unwrap()
         .expect("the integration item");
     assert_eq!(s(&integration, "status"), "error");
+}
+
+#[tokio::test]
+async fn a_number_whose_token_was_refused_stores_the_customers_messages_but_sends_no_ai_reply() {
+    let world = spawn_world(Options::default()).await;
+    // WhatsApp refused the number's token earlier (190): the integration is in `error` until the
+    // business reconnects it.
+    world
+        .store
+        .mark_integration_error(
+            &PhoneNumberId::parse(PHONE_NUMBER_ID).unwrap(),
+            "Error validating access token",
+        )
+        .await
+        .unwrap();
+    world
+        .deliver_meta(&meta_text("wamid.ERRNUM1", "Is anyone there?"))
+        .await;
+
+    let report = world.bridge().pump_once(0).await.unwrap();
+
+    assert_eq!(report, ONE_DELIVERED_AND_DELETED);
+    assert!(
+        world.message("wamid.ERRNUM1").await.is_some(),
+        "the message is stored"
+    );
+    assert!(
+        world.sent_texts().await.is_empty(),
+        "no reply through a number whose token is refused"
+    );
 }
 
 #[tokio::test]

@@ -18,9 +18,9 @@ use tracing::{Instrument, instrument};
 
 use crate::ai::{AiResponder, ChatMessage, ChatRequest, LlmClient, ProviderConfig, Role};
 use crate::conversations::model::{
-    AiConfig, ContactState, ConversationChoice, Direction, FailedEvent, Integration, IntentOutcome,
-    MessageStatus, NewMessage, Provider, ReplyDraft, ReplyIntent, ReplyPart, StatusOutcome,
-    StatusUpdate, Stored, UnsettledReply,
+    AiConfig, ContactState, ConversationChoice, Direction, FailedEvent, Integration,
+    IntegrationStatus, IntentOutcome, MessageStatus, NewMessage, Provider, ReplyDraft, ReplyIntent,
+    ReplyPart, StatusOutcome, StatusUpdate, Stored, UnsettledReply,
 };
 use crate::conversations::optout::{Keyword, keyword};
 use crate::conversations::store::{ProcessorStore, StoreError};
@@ -455,7 +455,14 @@ where
         }
 
         let skip = self
-            .skip_reason(&contact, &ws, &message.kind, at, origin.as_deref(), &stored)
+            .skip_reason(
+                &contact,
+                &integration,
+                &message.kind,
+                at,
+                origin.as_deref(),
+                &stored,
+            )
             .await;
         state.contact = Some(contact);
         match skip? {
@@ -564,7 +571,7 @@ where
     async fn skip_reason(
         &self,
         contact: &ContactState,
-        ws: &WorkspaceId,
+        integration: &Integration,
         kind: &str,
         at: OffsetDateTime,
         origin: Option<&str>,
@@ -590,7 +597,12 @@ where
         if contact.opted_out {
             return Ok(Some("contact opted out"));
         }
-        if !self.ai_config(ws).await?.enabled {
+        // A number whose token WhatsApp refused (190), or that was disconnected, is not used
+        // until it is reconnected; its messages are still stored.
+        if integration.status != IntegrationStatus::Active {
+            return Ok(Some("the number's connection is not active"));
+        }
+        if !self.ai_config(&integration.workspace_id).await?.enabled {
             return Ok(Some("AI is disabled for the workspace"));
         }
         Ok(None)
