@@ -102,7 +102,7 @@ fn provider_name(p: crate::ai::ProviderName) -> String {
 }
 
 /// The position of an item in an index, as a cursor.
-fn position(item: &Item, index_sk: &str) -> Option<PageKey> {
+pub(super) fn position(item: &Item, index_sk: &str) -> Option<PageKey> {
     let get = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     Some(PageKey {
         pk: get("pk")?,

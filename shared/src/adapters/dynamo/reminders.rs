@@ -15,14 +15,15 @@ use crate::reminders::store::{
     ReminderStore,
 };
 
+use super::inbox::position;
 use super::*;
+use crate::dashboard::DashboardError;
+use crate::dashboard::page::PageKey;
 
 /// The due index: pending and claimed reminders only (sent, failed, cancelled and flagged ones
 /// leave it), so it holds exactly the work still to do.
 const DUE_INDEX: &str = "GSI2";
 const LIST_INDEX: &str = "GSI1";
-/// At most this many queries fill one list page whose filters skip items.
-const MAX_LIST_QUERIES: usize = 10;
 
 /// A reminder as stored: the domain reminder, and its index keys.
 #[derive(Debug, Serialize)]
@@ -71,22 +72,6 @@ struct IdempotencyItem {
 struct ContactFlags {
     #[serde(default)]
     opted_out: bool,
-}
-
-/// A cursor is the query's last evaluated key, as hex of its JSON: opaque to clients, and
-/// checked to belong to the list it is used with.
-fn encode_cursor(key: &Item) -> Option<String> {
-    let map: HashMap<&str, &str> = key
-        .iter()
-        .map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
-        .collect::<Option<_>>()?;
-    serde_json::to_vec(&map).ok().map(hex::encode)
-}
-
-fn decode_cursor(raw: &str) -> Option<Item> {
-    let bytes = hex::decode(raw).ok()?;
-    let map: HashMap<String, String> = serde_json::from_slice(&bytes).ok()?;
-    Some(map.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
 fn conflict(reminder: &Reminder) -> StoreError {
@@ -196,69 +181,54 @@ impl ReminderStore for DynamoStore {
         limit: u32,
     ) -> StoreResult<Result<ReminderPage, BadCursor>> {
         let partition = format!("WS#{}", ws.as_str());
-        let mut start = match cursor {
-            None => None,
-            Some(raw) => match decode_cursor(raw) {
-                Some(k)
-                    if k.len() == 4
-                        && k.get("gsi1pk").and_then(|v| v.as_s().ok()) == Some(&partition)
-                        && k.get("pk").and_then(|v| v.as_s().ok()) == Some(&partition)
-                        && k.get("gsi1sk")
-                            .and_then(|v| v.as_s().ok())
-                            .is_some_and(|v| v.starts_with("REMINDER#"))
-                        && k.contains_key("sk") =>
-                {
-                    Some(k)
-                }
-                _ => return Ok(Err(BadCursor)),
-            },
+        // The same cursors and paging as every other dashboard list (`dashboard::page`).
+        let after = match cursor.map(PageKey::decode).transpose() {
+            Ok(after) => after,
+            Err(_) => return Ok(Err(BadCursor)),
         };
+        if after
+            .as_ref()
+            .is_some_and(|a| a.pk != partition || !a.sk.starts_with("REMINDER#"))
+        {
+            return Ok(Err(BadCursor));
+        }
         let from = filter.due_from.map_or(0, millis).max(0);
         let to = filter.due_to.map_or(i128::from(i64::MAX / 1000), millis) - 1;
-        let mut filters = Vec::new();
-        if filter.status.is_some() {
-            filters.push("#status = :status");
+        let range = (
+            "#sk BETWEEN :from AND :to",
+            vec![
+                (":from", s(format!("REMINDER#{from:015}"))),
+                (":to", s(format!("REMINDER#{to:015}#~"))),
+            ],
+        );
+        let mut conditions = Vec::new();
+        let mut names = Vec::new();
+        let mut values = Vec::new();
+        if let Some(status) = filter.status {
+            conditions.push("#status = :status");
+            names.push(("#status", "status"));
+            values.push((":status", s(status.as_str())));
         }
-        if filter.contact.is_some() {
-            filters.push("contact = :contact");
+        if let Some(contact) = &filter.contact {
+            conditions.push("contact = :contact");
+            values.push((":contact", s(contact.as_str())));
         }
-        let mut items = Vec::new();
-        for _ in 0..MAX_LIST_QUERIES {
-            let remaining = limit.saturating_sub(u32::try_from(items.len()).unwrap_or(u32::MAX));
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(LIST_INDEX)
-                .key_condition_expression("gsi1pk = :pk AND gsi1sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", s(&partition))
-                .expression_attribute_values(":from", s(format!("REMINDER#{from:015}")))
-                .expression_attribute_values(":to", s(format!("REMINDER#{to:015}#~")))
-                .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take());
-            if !filters.is_empty() {
-                request = request.filter_expression(filters.join(" AND "));
-            }
-            if let Some(status) = filter.status {
-                request = request
-                    .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":status", s(status.as_str()));
-            }
-            if let Some(contact) = &filter.contact {
-                request = request.expression_attribute_values(":contact", s(contact.as_str()));
-            }
-            let page = request.send().await.map_err(unavailable)?;
-            for item in page.items.unwrap_or_default() {
-                items.push(from_item(item)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() || items.len() >= limit as usize {
-                break;
-            }
-        }
+        let expression = conditions.join(" AND ");
+        let filter = (!conditions.is_empty()).then_some((expression.as_str(), names, values));
+        let page = self
+            .index_page(LIST_INDEX, &partition, range, filter, false, limit, after)
+            .await;
+        let (items, next) = match page {
+            Ok(page) => page,
+            Err(DashboardError::Store(e)) => return Err(e),
+            Err(_) => return Ok(Err(BadCursor)),
+        };
         Ok(Ok(ReminderPage {
-            items,
-            next: start.as_ref().and_then(encode_cursor),
+            items: items
+                .into_iter()
+                .map(from_item)
+                .collect::<StoreResult<_>>()?,
+            next: next.map(|n| n.encode()),
         }))
     }
 
@@ -318,10 +288,18 @@ impl ReminderQueue for DynamoStore {
         start: Option<&str>,
         limit: u32,
     ) -> StoreResult<DuePage> {
+        let shard_pk = reminder_due_shard_pk(shard);
         let start = match start {
-            Some(raw) => Some(
-                decode_cursor(raw).ok_or_else(|| StoreError::Corrupt("bad due cursor".into()))?,
-            ),
+            Some(raw) => {
+                let at = PageKey::decode(raw)
+                    .map_err(|_| StoreError::Corrupt("bad due cursor".into()))?;
+                Some(HashMap::from([
+                    ("gsi2pk".to_owned(), s(&shard_pk)),
+                    ("gsi2sk".to_owned(), s(at.index_sk)),
+                    ("pk".to_owned(), s(at.pk)),
+                    ("sk".to_owned(), s(at.sk)),
+                ]))
+            }
             None => None,
         };
         let page = self
@@ -330,7 +308,7 @@ impl ReminderQueue for DynamoStore {
             .table_name(&self.table)
             .index_name(DUE_INDEX)
             .key_condition_expression("gsi2pk = :pk AND gsi2sk <= :bound")
-            .expression_attribute_values(":pk", s(reminder_due_shard_pk(shard)))
+            .expression_attribute_values(":pk", s(shard_pk))
             .expression_attribute_values(":bound", s(reminder_due_bound(millis(now))))
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
@@ -345,7 +323,11 @@ impl ReminderQueue for DynamoStore {
             .collect::<StoreResult<Vec<Reminder>>>()?;
         Ok(DuePage {
             items,
-            next: page.last_evaluated_key.as_ref().and_then(encode_cursor),
+            next: page
+                .last_evaluated_key
+                .as_ref()
+                .and_then(|last| position(last, "gsi2sk"))
+                .map(|at| at.encode()),
         })
     }
 
