@@ -85,10 +85,14 @@ def cpu_ns(pid):
 
 
 def peak_rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
+    """VmHWM of a live process; 0 when the kernel does not report it (see run_function)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
     return 0
 
 
@@ -264,6 +268,10 @@ def run_function(api, command, env, events, log_path, on_next=None, timeout=600,
             try:
                 _, status, usage = os.wait4(process.pid, 0)
                 run.rusage_cpu_ns = int((usage.ru_utime + usage.ru_stime) * 1e9)
+                # The peak as the kernel accounted it at exit (kilobytes on Linux): the same
+                # figure as VmHWM, and still there when /proc's status lacked it at the last
+                # request, which was seen with the Python peer.
+                run.rss_kb = max(run.rss_kb, usage.ru_maxrss)
             except ChildProcessError:
                 run.rusage_cpu_ns = 0
             api.run = None
