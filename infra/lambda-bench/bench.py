@@ -164,7 +164,12 @@ class RuntimeHandler(BaseHTTPRequestHandler):
         if not self.path.startswith(f"{RUNTIME_PREFIX}/invocation/next") or run is None:
             return self.reply(404)
         now = time.perf_counter()
+        # VmHWM at every request, not only the last: once, the Python peer's /proc status had
+        # no VmHWM line at the last one. (The child's rusage at exit is no substitute: its
+        # ru_maxrss counts the forked harness before the exec.)
+        rss_kb = peak_rss_kb(run.pid)
         with run.lock:
+            run.rss_kb = max(run.rss_kb, rss_kb)
             index = run.next_index
             if index == 0:
                 run.first_next = now
@@ -173,7 +178,6 @@ class RuntimeHandler(BaseHTTPRequestHandler):
                 run.cpu["after_first"] = cpu_ns(run.pid)
             if index == len(run.events):
                 run.cpu["end"] = cpu_ns(run.pid)
-                run.rss_kb = peak_rss_kb(run.pid)
                 run.finished.set()
             else:
                 run.next_index += 1
@@ -268,10 +272,6 @@ def run_function(api, command, env, events, log_path, on_next=None, timeout=600,
             try:
                 _, status, usage = os.wait4(process.pid, 0)
                 run.rusage_cpu_ns = int((usage.ru_utime + usage.ru_stime) * 1e9)
-                # The peak as the kernel accounted it at exit (kilobytes on Linux): the same
-                # figure as VmHWM, and still there when /proc's status lacked it at the last
-                # request, which was seen with the Python peer.
-                run.rss_kb = max(run.rss_kb, usage.ru_maxrss)
             except ChildProcessError:
                 run.rusage_cpu_ns = 0
             api.run = None
