@@ -18,6 +18,7 @@ use shared::secrets::SecretsCache;
 
 pub const META_SECRET: &str = "test_meta_app_secret";
 pub const KAPSO_SECRET: &str = "test_kapso_webhook_secret";
+pub const KAPSO_PROJECT_SECRET: &str = "test_kapso_project_webhook_secret";
 pub const VERIFY_TOKEN: &str = "test-verify-token";
 pub const PHONE_NUMBER_ID: &str = "106540352242922";
 

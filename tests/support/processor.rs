@@ -9,6 +9,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use local_stack::bridge::{Bridge, Invoke};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::{self, DynamoStore};
+use shared::adapters::kapso_platform::KapsoPlatformClient;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::ai::LlmClient;
 use shared::conversations::model::{
@@ -17,6 +18,7 @@ use shared::conversations::model::{
 use shared::conversations::processor::{Processor, ProcessorSettings};
 use shared::conversations::store::{ContactStore, ProcessorStore};
 use shared::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
+use shared::onboarding::project_events::ProjectEvents;
 use shared::retry::RetryPolicy;
 use shared::secrets::SecretsCache;
 use shared::whatsapp::{WhatsAppClient, WhatsAppConfig};
@@ -66,6 +68,9 @@ pub struct World {
     pub sealion: MockServer,
     pub processor: Arc<TestProcessor>,
     pub ingest: axum::Router,
+    /// The Kapso platform API fake (`/platform/v1/...`) the processor confirms project
+    /// webhooks' numbers with.
+    pub kapso: MockServer,
 }
 
 /// Answers sends like the Cloud API, with a new wamid each time; mark-read gets `success`.
@@ -106,6 +111,7 @@ pub fn completion(text: &str, model: &str) -> Value {
 
 pub async fn spawn_world(options: Options) -> World {
     let mut secrets = crate::default_secrets();
+    secrets["kapso_project_webhook_secret"] = crate::KAPSO_PROJECT_SECRET.into();
     secrets["meta_access_token"] = "test-meta-token".into();
     secrets["kapso_api_key"] = "test-kapso-key".into();
     if options.grok_key {
@@ -127,13 +133,28 @@ pub async fn spawn_world(options: Options) -> World {
     let mut settings = options.settings.clone();
     settings.grok_base_url = grok.uri();
     settings.sealion_base_url = options.sealion.then(|| sealion.uri());
-    let processor = build_processor_with_timeout(
-        &stack,
-        store.clone(),
-        &whatsapp.uri(),
-        settings,
-        &stack.aws,
-        options.whatsapp_timeout,
+    // As main builds it: Kapso project webhooks go to onboarding, confirmed with the platform.
+    let kapso = MockServer::start().await;
+    let project_events = ProjectEvents {
+        store: store.clone(),
+        platform: KapsoPlatformClient::new(
+            format!("{}/platform/v1", kapso.uri()),
+            Arc::new(SecretsCache::new(
+                SecretsManagerSource::new(&stack.aws, stack.secret_id()),
+                Duration::from_secs(300),
+            )),
+        ),
+    };
+    let processor = Arc::new(
+        processor_with_timeout(
+            &stack,
+            store.clone(),
+            &whatsapp.uri(),
+            settings,
+            &stack.aws,
+            options.whatsapp_timeout,
+        )
+        .with_account_events(Arc::new(project_events)),
     );
     let ingest = stack.ingest();
     World {
@@ -145,6 +166,7 @@ pub async fn spawn_world(options: Options) -> World {
         sealion,
         processor,
         ingest,
+        kapso,
     }
 }
 
@@ -189,6 +211,24 @@ pub fn build_processor_with_timeout<S: ProcessorStore>(
     secrets_aws: &aws_config::SdkConfig,
     whatsapp_timeout: Duration,
 ) -> Arc<Processor<S, SecretsManagerSource>> {
+    Arc::new(processor_with_timeout(
+        stack,
+        store,
+        whatsapp_url,
+        settings,
+        secrets_aws,
+        whatsapp_timeout,
+    ))
+}
+
+fn processor_with_timeout<S: ProcessorStore>(
+    stack: &TestStack,
+    store: S,
+    whatsapp_url: &str,
+    settings: ProcessorSettings,
+    secrets_aws: &aws_config::SdkConfig,
+    whatsapp_timeout: Duration,
+) -> Processor<S, SecretsManagerSource> {
     let whatsapp = WhatsAppClient::new(
         WhatsAppConfig {
             kapso_base_url: whatsapp_url.to_owned(),
@@ -203,13 +243,7 @@ pub fn build_processor_with_timeout<S: ProcessorStore>(
         SecretsManagerSource::new(secrets_aws, stack.secret_id()),
         Duration::from_secs(300),
     );
-    Arc::new(Processor::new(
-        store,
-        whatsapp,
-        LlmClient::new(),
-        secrets,
-        settings,
-    ))
+    Processor::new(store, whatsapp, LlmClient::new(), secrets, settings)
 }
 
 /// Runs the processor in-process, as Lambda would run the function.
@@ -305,6 +339,18 @@ impl World {
         let body = serde_json::to_vec(payload).unwrap();
         let response = ApiRequest::post("/webhooks/kapso", body.clone())
             .header(crate::kapso_signature(&body))
+            .header(("X-Webhook-Event".into(), event_type.into()))
+            .send(&self.ingest)
+            .await;
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+
+    /// Posts a Kapso project event body, signed with the project webhook secret.
+    pub async fn deliver_kapso_project(&self, event_type: &str, payload: &Value) {
+        let body = serde_json::to_vec(payload).unwrap();
+        let signature = shared::ingest::signature::sign_hex(crate::KAPSO_PROJECT_SECRET, &body);
+        let response = ApiRequest::post("/webhooks/kapso", body)
+            .header(("X-Webhook-Signature".into(), signature))
             .header(("X-Webhook-Event".into(), event_type.into()))
             .send(&self.ingest)
             .await;

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 
 use lambda_runtime::service_fn;
+use shared::adapters::kapso_platform::KapsoPlatformClient;
 use shared::adapters::{aws_config, dynamo::DynamoStore, secrets_cache};
 use shared::ai::LlmClient;
 use shared::config::{Env, ProcessorConfig};
 use shared::conversations::processor::Processor;
+use shared::onboarding::project_events::ProjectEvents;
+use shared::onboarding::settings::platform_base_url;
 use shared::retry::RetryPolicy;
 use shared::whatsapp::WhatsAppClient;
 
@@ -19,15 +22,29 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init();
-    let config = ProcessorConfig::from_env(&Env::from_process())?;
+    let env = Env::from_process();
+    let config = ProcessorConfig::from_env(&env)?;
     let aws = aws_config().await;
-    let processor = Arc::new(Processor::new(
-        DynamoStore::new(&aws, &config.table_name),
-        WhatsAppClient::new(config.whatsapp, RetryPolicy::default()),
-        LlmClient::new(),
-        secrets_cache(&aws, &config.common),
-        config.settings,
-    ));
+    let store = DynamoStore::new(&aws, &config.table_name);
+    // Kapso project webhooks (a number connected through a setup link) are confirmed with the
+    // platform API and activated through onboarding's one activation path.
+    let project_events = ProjectEvents {
+        store: store.clone(),
+        platform: KapsoPlatformClient::new(
+            platform_base_url(&env)?,
+            Arc::new(secrets_cache(&aws, &config.common)),
+        ),
+    };
+    let processor = Arc::new(
+        Processor::new(
+            store,
+            WhatsAppClient::new(config.whatsapp, RetryPolicy::default()),
+            LlmClient::new(),
+            secrets_cache(&aws, &config.common),
+            config.settings,
+        )
+        .with_account_events(Arc::new(project_events)),
+    );
     lambda_runtime::run(service_fn(|event| {
         message_processor::handle(Arc::clone(&processor), event)
     }))

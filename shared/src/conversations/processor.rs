@@ -97,6 +97,8 @@ pub enum ProcessError {
     SendLater(#[source] WhatsAppError),
     #[error("the Lambda deadline is too close to continue")]
     Deadline,
+    #[error("the account event could not be handled right now: {0}")]
+    AccountEvent(String),
 }
 
 impl ProcessError {
@@ -111,8 +113,22 @@ impl ProcessError {
     }
 }
 
+/// What handling an account event came to: the number it connected, if any; `Err` (a reason)
+/// when it could not be handled right now and should be retried.
+pub type AccountOutcome<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<PhoneNumberId>, String>> + Send + 'a>,
+>;
+
+/// Port: what becomes of an account-level event (a Kapso project webhook such as
+/// `whatsapp.phone_number.created`). It is boxed so the processor need not be generic over it;
+/// without one, account events are only logged.
+pub trait AccountEvents: Send + Sync + 'static {
+    fn handle<'a>(&'a self, envelope: &'a Envelope) -> AccountOutcome<'a>;
+}
+
 pub struct Processor<S, X> {
     store: S,
+    account_events: Option<Arc<dyn AccountEvents>>,
     whatsapp: WhatsAppClient,
     llm: LlmClient,
     secrets: SecretsCache<X>,
@@ -165,6 +181,7 @@ where
     ) -> Self {
         Self {
             store,
+            account_events: None,
             whatsapp,
             llm,
             secrets,
@@ -181,6 +198,13 @@ where
                 .build(),
             settings,
         }
+    }
+
+    /// Hands account events (Kapso project webhooks) to `handler`, e.g. onboarding's, which
+    /// connects the number of a `whatsapp.phone_number.created`.
+    pub fn with_account_events(mut self, handler: Arc<dyn AccountEvents>) -> Self {
+        self.account_events = Some(handler);
+        self
     }
 
     /// Handles a batch and returns the message ids of the records that failed.
@@ -292,6 +316,11 @@ where
         let envelope = Envelope::from_json(&record.body)
             .map_err(|e| ProcessError::BadEnvelope(e.to_string()))?;
         tracing::Span::current().record("event_id", tracing::field::display(&envelope.event_id));
+        // An account event may be about a number no workspace has yet: it is not routed by
+        // the number's integration.
+        if envelope.kind == EventKind::Account {
+            return self.account_event(&envelope).await;
+        }
         let Some(integration) = self.integration(&envelope.phone_number_id).await? else {
             tracing::warn!(phone_number_id = %envelope.phone_number_id, "no workspace has this number; event dropped");
             count_metric("UnknownPhoneNumber", 1);
@@ -309,6 +338,23 @@ where
                 Ok(())
             }
         }
+    }
+
+    async fn account_event(&self, envelope: &Envelope) -> Result<(), ProcessError> {
+        let Some(handler) = &self.account_events else {
+            tracing::info!(event_type = %envelope.event_type, "account event recorded in logs only");
+            return Ok(());
+        };
+        if let Some(number) = handler
+            .handle(envelope)
+            .await
+            .map_err(ProcessError::AccountEvent)?
+        {
+            // The number may have been looked up (and cached as unknown) before it was
+            // connected; its next message must find it.
+            self.tenants.invalidate(&number).await;
+        }
+        Ok(())
     }
 
     async fn integration(&self, pn: &PhoneNumberId) -> Result<Option<Integration>, StoreError> {

@@ -5,6 +5,7 @@
 //! `adapters::dynamo::onboarding`, the Kapso platform client `adapters::kapso_platform`.
 
 pub mod callbacks;
+pub mod project_events;
 pub mod settings;
 pub mod setup_links;
 pub mod status;

@@ -85,6 +85,12 @@ impl CallbackSettings {
     }
 }
 
+/// Kapso's platform API for the processor, which confirms the numbers of project webhooks
+/// (`KAPSO_PLATFORM_BASE_URL`, default [`DEFAULT_PLATFORM_BASE_URL`]).
+pub fn platform_base_url(env: &Env) -> Result<String, ConfigError> {
+    base_url(env, "KAPSO_PLATFORM_BASE_URL", DEFAULT_PLATFORM_BASE_URL)
+}
+
 /// Whether `raw` is a two-letter ISO 3166 country code (upper case).
 pub fn is_country(raw: &str) -> bool {
     raw.len() == 2 && raw.bytes().all(|b| b.is_ascii_uppercase())
