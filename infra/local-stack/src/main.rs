@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use local_stack::bridge::{Bridge, HttpInvoker};
+use local_stack::kapso_platform::{KapsoPlatformStandIn, ProjectWebhook};
 use local_stack::standins::{self, StandIn};
 use local_stack::token::{LOCAL_JWT_SECRET, TokenSpec};
 use local_stack::watch::LambdaWatch;
@@ -37,6 +38,7 @@ struct Stack {
     _moto: MotoServer,
     watch: LambdaWatch,
     whatsapp: StandIn,
+    _kapso: KapsoPlatformStandIn,
     _llm: Option<StandIn>,
     store: DynamoStore,
 }
@@ -119,10 +121,18 @@ async fn start_stack() -> anyhow::Result<Stack> {
         format!("http://127.0.0.1:{port}"),
     );
     env.insert("DASHBOARD_URL".into(), LOCAL_DASHBOARD_URL.into());
-    env.insert(
-        "KAPSO_PLATFORM_BASE_URL".into(),
-        format!("{}/platform/v1", whatsapp.base_url),
-    );
+    // Kapso's platform API and hosted setup page; the page posts the signed project webhook to
+    // this stack's ingest route, as Kapso does.
+    let kapso = local_stack::kapso_platform::start(Some(ProjectWebhook {
+        url: format!("http://127.0.0.1:{port}/webhooks/kapso"),
+        secret: KAPSO_PROJECT_SECRET.into(),
+    }))
+    .await?;
+    detail(&format!(
+        "Kapso platform stand-in at {} (setup links, hosted page)",
+        kapso.base_url
+    ));
+    env.insert("KAPSO_PLATFORM_BASE_URL".into(), kapso.api_url());
     let mut watch = LambdaWatch::start(port, &env)?;
     watch.wait_listening(Duration::from_secs(60))?;
     step(&format!(
@@ -152,6 +162,7 @@ async fn start_stack() -> anyhow::Result<Stack> {
         _moto: moto,
         watch,
         whatsapp,
+        _kapso: kapso,
         _llm: llm,
         store,
     })
@@ -422,7 +433,129 @@ async fn demo() -> anyhow::Result<()> {
         "the send API served a request without a token"
     );
 
-    step("Demo complete: verified, enqueued once, stored once, answered once, delivered and read");
+    onboarding(&base, &stack).await?;
+
+    step(
+        "Demo complete: verified, enqueued once, stored once, answered once, delivered and read; \
+         a number connected through a setup link",
+    );
+    Ok(())
+}
+
+/// Onboarding through Kapso setup links, against the platform stand-in: the link, the hosted
+/// flow, the success redirect through setup-callbacks, and the project webhook through ingest and
+/// the processor, which connects a number by itself when the browser never comes back.
+async fn onboarding(base: &str, stack: &Stack) -> anyhow::Result<()> {
+    // Redirects are shown, not followed: each hop is a function of this stack.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(300))
+        .build()?;
+    let location = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .context("no redirect")
+    };
+
+    let workspace = "demo-onboarding";
+    step(&format!(
+        "Onboarding: workspace {workspace} asks for a Kapso setup link (send API)"
+    ));
+    let setup_url = setup_link(&http, base, workspace).await?;
+    step("The business finishes Kapso's hosted flow; Kapso sends the browser back to us");
+    let hosted = http.get(&setup_url).send().await?;
+    let callback = location(&hosted)?;
+    detail(&format!(
+        "GET {setup_url} -> {} {callback}",
+        hosted.status()
+    ));
+    detail(
+        "(the stand-in also posts Kapso's signed whatsapp.phone_number.created webhook to \
+         /webhooks/kapso; whichever comes first connects the number, the other changes nothing)",
+    );
+    let landed = http.get(&callback).send().await?;
+    let dashboard = location(&landed)?;
+    detail(&format!(
+        "GET /webhooks/kapso/success (setup-callbacks) -> {} {dashboard}",
+        landed.status()
+    ));
+    ensure!(
+        dashboard.ends_with("/whatsapp/connected"),
+        "the callback did not land on the connected page"
+    );
+    connected(&http, base, workspace, stack).await?;
+
+    let workspace = "demo-onboarding-2";
+    step(&format!(
+        "Workspace {workspace} finishes the hosted flow but closes the browser before the redirect"
+    ));
+    let setup_url = setup_link(&http, base, workspace).await?;
+    let hosted = http.get(&setup_url).send().await?;
+    detail(&format!(
+        "GET {setup_url} -> {} (the redirect is never followed)",
+        hosted.status()
+    ));
+    detail("Kapso's project webhook alone: ingest -> SQS -> message-processor -> onboarding");
+    connected(&http, base, workspace, stack).await
+}
+
+/// Creates a setup link for `workspace` through the send API; its URL.
+async fn setup_link(http: &reqwest::Client, base: &str, workspace: &str) -> anyhow::Result<String> {
+    let response = http
+        .post(format!("{base}/v1/whatsapp/setup-links"))
+        .bearer_auth(TokenSpec::local(workspace).mint()?)
+        .json(&json!({ "provisionPhoneNumber": false }))
+        .send()
+        .await?;
+    let status = response.status();
+    let link: Value = response.json().await?;
+    detail(&format!("POST /v1/whatsapp/setup-links -> {status} {link}"));
+    ensure!(status == 201, "no setup link was created");
+    Ok(link["setupUrl"].as_str().context("no setupUrl")?.to_owned())
+}
+
+/// Waits until the send API shows `workspace` connected through Kapso, and shows its number.
+async fn connected(
+    http: &reqwest::Client,
+    base: &str,
+    workspace: &str,
+    stack: &Stack,
+) -> anyhow::Result<()> {
+    let token = TokenSpec::local(workspace).mint()?;
+    let status = wait_for(Duration::from_secs(120), || async {
+        let status: Value = http
+            .get(format!("{base}/v1/whatsapp/connection"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok((status["status"] == "connected").then_some(status))
+    })
+    .await
+    .with_context(|| format!("{workspace} never showed as connected"))?;
+    detail(&format!(
+        "GET /v1/whatsapp/connection -> status={} provider={} phoneNumberId={} displayPhoneNumber={}",
+        status["status"], status["provider"], status["phoneNumberId"], status["displayPhoneNumber"]
+    ));
+    ensure!(
+        status["provider"] == "kapso",
+        "not a Kapso number: {status}"
+    );
+    let number = PhoneNumberId::parse(status["phoneNumberId"].as_str().unwrap_or_default())?;
+    let routed = stack
+        .store
+        .raw_item(dynamo::integration_key(&number))
+        .await?
+        .context("the number routes nowhere")?;
+    show_item(
+        "integration",
+        &routed,
+        &["phone_number_id", "workspace_id", "provider", "status"],
+    );
     Ok(())
 }
 
@@ -519,6 +652,10 @@ async fn up() -> anyhow::Result<()> {
     detail(&format!("Meta verify token:  {VERIFY_TOKEN}"));
     detail(&format!("Kapso secret:       {KAPSO_SECRET}"));
     detail(&format!("Kapso project:      {KAPSO_PROJECT_SECRET}"));
+    detail(
+        "onboarding:         POST /v1/whatsapp/setup-links gives a setupUrl on the Kapso stand-in; \
+         opening it plays the hosted flow (add ?error_code=link_expired for a failed one)",
+    );
     let token = TokenSpec::local(WORKSPACE).mint()?;
     detail(&format!(
         "send API (an hour's token for {WORKSPACE}; `local-stack token` mints more):"
