@@ -142,7 +142,7 @@ impl World {
         let reminder = new.into_reminder(ws.clone(), now);
         match self.store.create_reminder(&reminder, None).await.unwrap() {
             Created::New(r) => r,
-            Created::Existing(_) => panic!("no idempotency key was given"),
+            Created::Existing { .. } => panic!("no idempotency key was given"),
         }
     }
 
