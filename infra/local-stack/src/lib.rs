@@ -4,6 +4,7 @@
 pub mod bridge;
 pub mod moto;
 pub mod paths;
+pub mod scheduler;
 pub mod standins;
 pub mod template;
 pub mod token;
