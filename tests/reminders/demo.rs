@@ -31,6 +31,10 @@ fn the_reminders_demo_schedules_a_reminder_through_the_api_and_the_scheduled_run
         "the demo shows the reminder sent with its wamid:\n{shown}"
     );
     assert!(
+        shown.contains("status=\"sent\" resultId=\"email-standin-"),
+        "the email reminder went to the Resend stand-in:\n{shown}"
+    );
+    assert!(
         shown.contains("template sends at the stand-in: 1"),
         "the demo counts one send:\n{shown}"
     );

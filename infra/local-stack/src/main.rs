@@ -41,7 +41,7 @@ struct Stack {
     watch: LambdaWatch,
     whatsapp: StandIn,
     _llm: Option<StandIn>,
-    _resend: StandIn,
+    resend: StandIn,
     store: DynamoStore,
 }
 
@@ -162,7 +162,7 @@ async fn start_stack() -> anyhow::Result<Stack> {
         watch,
         whatsapp,
         _llm: llm,
-        _resend: resend,
+        resend,
         store,
     })
 }

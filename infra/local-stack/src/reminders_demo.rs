@@ -1,6 +1,7 @@
 //! `infra/demo reminders`: the stack's scheduler fires the `reminders` function every tick;
 //! this variant schedules a reminder due now through the send API and shows the next run send it
-//! once: status `sent`, its wamid, and the one request the WhatsApp stand-in received.
+//! once: status `sent`, its wamid, and the one request the WhatsApp stand-in received; then an
+//! email reminder, sent through the Resend stand-in.
 
 use std::time::Duration;
 
@@ -151,6 +152,63 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
     ensure!(
         sends[0].wamid.as_deref() == sent["resultId"].as_str(),
         "the stored wamid is not the one the stand-in answered with"
+    );
+
+    step("An email reminder goes to the Resend stand-in the same way (nothing leaves the machine)");
+    let email = json!({
+        "contactId": CUSTOMER,
+        "dueAt": OffsetDateTime::now_utc().format(&Rfc3339)?,
+        "sendNow": true,
+        "channel": {
+            "type": "email",
+            "to": "sheena@example.com",
+            "subject": "Your appointment on Tuesday",
+            "body": "See you on Tuesday at 10:00."
+        }
+    });
+    let response = http
+        .post(format!("{base}/v1/reminders"))
+        .bearer_auth(&token)
+        .json(&email)
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 201,
+        "the email reminder was not created"
+    );
+    let email_id = response.json::<Value>().await?["id"]
+        .as_str()
+        .context("no reminder id")?
+        .to_owned();
+    let emailed = wait_for(Duration::from_secs(120), || async {
+        let reminder: Value = http
+            .get(format!("{base}/v1/reminders/{email_id}"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(matches!(reminder["status"].as_str(), Some("sent" | "failed")).then_some(reminder))
+    })
+    .await
+    .context("no run sent the email reminder")?;
+    detail(&format!(
+        "GET /v1/reminders/{email_id} -> status={} resultId={}",
+        emailed["status"], emailed["resultId"]
+    ));
+    let emails = stack.resend.requests();
+    for sent in &emails {
+        detail(&format!(
+            "POST {} (auth: {}) -> {} {}",
+            sent.path,
+            sent.auth.unwrap_or("none"),
+            sent.wamid.as_deref().unwrap_or("-"),
+            sent.body
+        ));
+    }
+    ensure!(
+        emailed["status"] == "sent" && emails.len() == 1,
+        "the email reminder was not sent once through the stand-in: {emailed}"
     );
 
     step("Two more ticks, the same request again (Idempotency-Key), and a cancel");
