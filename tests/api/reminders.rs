@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use integration_tests::processor::cloud_api;
 use integration_tests::{ApiRequest, default_secrets};
 use serde_json::{Value, json};
+use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::resend::ResendClient;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::conversations::model::{Integration, IntegrationStatus, Provider};
 use shared::conversations::store::ContactStore;
-use shared::ids::{PhoneNumberId, WaId, WorkspaceId};
+use shared::ids::{PhoneNumberId, WaId};
 use shared::reminders::run::{ReminderRunner, RunSettings};
 use shared::retry::RetryPolicy;
 use shared::secrets::SecretsCache;
@@ -174,7 +175,7 @@ impl Scene {
     }
 
     /// The runner as the `reminders` function builds it, sending to the WhatsApp fake.
-    fn runner(&self) -> ReminderRunner<DynamoStoreAlias, SecretsManagerSource, ResendClient> {
+    fn runner(&self) -> ReminderRunner<DynamoStore, SecretsManagerSource, ResendClient> {
         let whatsapp = WhatsAppClient::new(
             WhatsAppConfig {
                 kapso_base_url: self.whatsapp.uri(),
@@ -219,8 +220,6 @@ impl Scene {
             .collect()
     }
 }
-
-type DynamoStoreAlias = shared::adapters::dynamo::DynamoStore;
 
 fn ids(items: &[Value]) -> Vec<String> {
     items
