@@ -6,6 +6,7 @@ use std::process::Command;
 
 #[test]
 fn the_reminders_demo_schedules_a_reminder_through_the_api_and_the_scheduled_run_sends_it_once() {
+    let _turn = crate::helpers::HEAVY.blocking_lock();
     let root = local_stack::paths::root();
     let output = Command::new(root.join("infra/demo"))
         .arg("reminders")
