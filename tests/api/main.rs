@@ -9,6 +9,7 @@ mod inbox;
 mod local_stack;
 mod notes;
 mod onboarding;
+mod reminders;
 mod schemathesis;
 mod send;
 mod setup_callbacks;

@@ -28,6 +28,10 @@ pub type Runner = ReminderRunner<DynamoStore, SecretsManagerSource, ResendClient
 
 pub const CUSTOMER: &str = "16505551234";
 
+/// The suite's heavy tests take turns: `infra/demo reminders` (a build, moto and `cargo lambda
+/// watch`) would otherwise starve the large runs' 2 s sends into timeouts on a small machine.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub struct World {
     pub stack: TestStack,
     pub store: DynamoStore,
@@ -142,7 +146,7 @@ impl World {
         let reminder = new.into_reminder(ws.clone(), now);
         match self.store.create_reminder(&reminder, None).await.unwrap() {
             Created::New(r) => r,
-            Created::Existing(_) => panic!("no idempotency key was given"),
+            Created::Existing { .. } => panic!("no idempotency key was given"),
         }
     }
 

@@ -2,6 +2,7 @@
 //! Secrets Manager on loopback) and wiremock (the WhatsApp API and Resend), counting sends at the
 //! fakes.
 
+mod demo;
 mod function;
 mod helpers;
 mod runs;

@@ -17,6 +17,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_thousand_due_reminders_across_workspaces_are_each_sent_exactly_once_across_short_runs() {
+    let _turn = HEAVY.lock().await;
     let world = spawn_world(4).await;
     world.answer_everything().await;
     let now = OffsetDateTime::now_utc();
@@ -84,6 +85,7 @@ async fn a_thousand_due_reminders_across_workspaces_are_each_sent_exactly_once_a
 
 #[tokio::test]
 async fn two_concurrent_runs_over_the_same_due_set_send_each_reminder_once() {
+    let _turn = HEAVY.lock().await;
     let world = spawn_world(2).await;
     // A slow API keeps both runs in flight over the same reminders.
     Mock::given(method("POST"))

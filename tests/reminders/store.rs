@@ -3,10 +3,19 @@
 use std::collections::HashSet;
 
 use shared::reminders::model::ReminderStatus;
-use shared::reminders::store::{BadCursor, Cancelled, Created, ReminderFilter, ReminderStore};
+use shared::reminders::store::{
+    BadCursor, Cancelled, Created, KeyedRequest, ReminderFilter, ReminderStore,
+};
 use time::OffsetDateTime;
 
 use crate::helpers::*;
+
+fn keyed(key: &str) -> KeyedRequest<'_> {
+    KeyedRequest {
+        key,
+        request_hash: "hash-1",
+    }
+}
 
 #[tokio::test]
 async fn the_same_idempotency_key_creates_one_reminder() {
@@ -25,16 +34,22 @@ async fn the_same_idempotency_key_creates_one_reminder() {
     second.id = shared::reminders::model::ReminderId::new_at(now + time::Duration::seconds(1));
     let a = world
         .store
-        .create_reminder(&first, Some("key-1"))
+        .create_reminder(&first, Some(keyed("key-1")))
         .await
         .unwrap();
     let b = world
         .store
-        .create_reminder(&second, Some("key-1"))
+        .create_reminder(&second, Some(keyed("key-1")))
         .await
         .unwrap();
     assert_eq!(a, Created::New(first.clone()));
-    assert_eq!(b, Created::Existing(first.clone()));
+    assert_eq!(
+        b,
+        Created::Existing {
+            reminder: first.clone(),
+            request_hash: "hash-1".into()
+        }
+    );
     assert!(
         world
             .store

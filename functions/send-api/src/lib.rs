@@ -5,6 +5,7 @@
 mod contacts;
 mod inbox;
 mod notes;
+mod reminders;
 pub mod whatsapp;
 
 use std::sync::Arc;
@@ -82,6 +83,7 @@ pub trait ApiStore:
     + NoteStore
     + QuickReplyStore
     + whatsapp::WhatsAppStore
+    + shared::reminders::store::ReminderStore
 {
 }
 
@@ -94,6 +96,7 @@ impl<T> ApiStore for T where
         + NoteStore
         + QuickReplyStore
         + whatsapp::WhatsAppStore
+        + shared::reminders::store::ReminderStore
 {
 }
 
@@ -135,6 +138,7 @@ pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
                 .delete(notes::delete_quick_reply::<S, D>),
         )
         .merge(whatsapp::routes::<S, D>())
+        .merge(reminders::routes::<S, D>())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(request_span))
@@ -230,6 +234,7 @@ impl Modify for BearerAuth {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(whatsapp::WhatsAppDoc::openapi());
+    doc.merge(reminders::RemindersDoc::openapi());
     doc
 }
 

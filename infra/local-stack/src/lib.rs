@@ -5,6 +5,7 @@ pub mod bridge;
 pub mod kapso_platform;
 pub mod moto;
 pub mod paths;
+pub mod scheduler;
 pub mod standins;
 pub mod template;
 pub mod token;

@@ -1,5 +1,6 @@
 //! `local-stack demo` pushes a signed WhatsApp message through the real functions and shows
-//! every step; `local-stack up` keeps the stack running for manual requests; `local-stack token
+//! every step; `local-stack reminders` schedules a reminder through the send API and shows the
+//! scheduled run send it once; `local-stack up` keeps the stack running for manual requests; `local-stack token
 //! [WORKSPACE]` prints a Bearer token for the send API of a running stack.
 
 use std::collections::BTreeMap;
@@ -18,6 +19,8 @@ use shared::adapters::dynamo::{self, DynamoStore};
 use shared::conversations::model::{AiConfig, Integration, IntegrationStatus, Provider};
 use shared::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
 use shared::ingest::signature::sign_hex;
+
+mod reminders_demo;
 
 /// Local-only secrets. They protect nothing: the stack listens on loopback only.
 const META_APP_SECRET: &str = "local-meta-app-secret";
@@ -40,6 +43,7 @@ struct Stack {
     whatsapp: StandIn,
     _kapso: KapsoPlatformStandIn,
     _llm: Option<StandIn>,
+    resend: StandIn,
     store: DynamoStore,
 }
 
@@ -59,6 +63,7 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "meta_access_token": "local-meta-access-token",
         "kapso_api_key": "local-kapso-api-key",
         "dashboard_jwt_secret": LOCAL_JWT_SECRET,
+        "resend_api_key": "local-resend-api-key",
     });
     let provisioned = template
         .provision(&aws, STACK_NAME, &secrets.to_string())
@@ -91,6 +96,9 @@ async fn start_stack() -> anyhow::Result<Stack> {
     // Outside services point at the stand-ins: nothing leaves the machine.
     env.insert("KAPSO_BASE_URL".into(), whatsapp.base_url.clone());
     env.insert("META_GRAPH_BASE_URL".into(), whatsapp.base_url.clone());
+    let resend = standins::resend().await?;
+    env.insert("RESEND_BASE_URL".into(), resend.base_url.clone());
+    detail(&format!("Resend stand-in at {}", resend.base_url));
     env.insert(
         "GROK_BASE_URL".into(),
         "http://127.0.0.1:9/unreachable".into(),
@@ -158,12 +166,14 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "the SQS -> Lambda bridge is polling the events queue for message-processor \
          ({BRIDGE_POLLERS} pollers, one invocation per message group at a time)"
     ));
+    reminders_demo::start_ticks(&watch)?;
     Ok(Stack {
         _moto: moto,
         watch,
         whatsapp,
         _kapso: kapso,
         _llm: llm,
+        resend,
         store,
     })
 }
@@ -692,6 +702,7 @@ async fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some("demo") => demo().await,
         Some("up") => up().await,
+        Some("reminders") => reminders_demo::demo().await,
         Some("token") => {
             let workspace = std::env::args().nth(2).unwrap_or_else(|| WORKSPACE.into());
             let token = TokenSpec::local(&workspace).mint()?;
@@ -703,6 +714,6 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        _ => bail!("usage: local-stack <demo|up|token [WORKSPACE]>"),
+        _ => bail!("usage: local-stack <demo|reminders|up|token [WORKSPACE]>"),
     }
 }

@@ -1,6 +1,7 @@
 //! Local stand-ins for the outside services, so the demo never touches the internet.
 //! The WhatsApp stand-in answers like the Cloud API (and Kapso's proxy of it) and hands out
-//! wamids; the LLM stand-in answers OpenAI-compatible chat completions. Both record requests.
+//! wamids; the LLM stand-in answers OpenAI-compatible chat completions; the Resend stand-in
+//! accepts emails. Each records its requests.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -173,4 +174,28 @@ async fn complete(
                       "message": { "role": "assistant", "content": content } }],
         "usage": { "prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18 }
     }))
+}
+
+/// The Resend stand-in: `POST /emails` answers like Resend with a new email id (recorded as
+/// the request's `wamid`, the id it answered with). The stack's `RESEND_BASE_URL` points here.
+pub async fn resend() -> anyhow::Result<StandIn> {
+    let log = Log::default();
+    let router = Router::new()
+        .route("/emails", post(send_email))
+        .route("/_requests", get(list_requests))
+        .with_state(log.clone());
+    serve(router, log).await
+}
+
+async fn send_email(
+    State(log): State<Log>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let id = format!(
+        "email-standin-{:06}",
+        log.counter.fetch_add(1, Ordering::SeqCst) + 1
+    );
+    log.record("/emails".into(), &headers, body, Some(id.clone()));
+    Json(json!({ "id": id }))
 }

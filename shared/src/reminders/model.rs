@@ -238,7 +238,7 @@ impl ReminderChannel {
 
 /// Where a reminder stands. `pending` → `sending` (claimed by one run) → `sent` | `failed`;
 /// `pending` → `cancelled`; `sending` → `pending` again after a retryable failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReminderStatus {
     Pending,

@@ -27,12 +27,24 @@ pub struct ReminderPage {
     pub next: Option<String>,
 }
 
+/// An `Idempotency-Key` and a hash of the request it came with: a retry with the same key
+/// and another request is told apart from a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedRequest<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a str,
+}
+
 /// What creating a reminder did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     New(Reminder),
-    /// The `Idempotency-Key` was used before: the reminder it created.
-    Existing(Reminder),
+    /// The `Idempotency-Key` was used before: the reminder it created, and the hash of the
+    /// request that created it.
+    Existing {
+        reminder: Reminder,
+        request_hash: String,
+    },
 }
 
 /// What cancelling a reminder did.
@@ -55,7 +67,7 @@ pub trait ReminderStore: Send + Sync + 'static {
     fn create_reminder(
         &self,
         reminder: &Reminder,
-        idempotency_key: Option<&str>,
+        idempotency: Option<KeyedRequest<'_>>,
     ) -> impl Future<Output = StoreResult<Created>> + Send;
     fn reminder(
         &self,

@@ -11,8 +11,8 @@ use crate::conversations::store::{StoreError, StoreResult};
 use crate::ids::{PhoneNumberId, WaId, WorkspaceId};
 use crate::reminders::model::{Reminder, ReminderId, ReminderStatus};
 use crate::reminders::store::{
-    BadCursor, Cancelled, Created, DuePage, Recipient, ReminderFilter, ReminderPage, ReminderQueue,
-    ReminderStore,
+    BadCursor, Cancelled, Created, DuePage, KeyedRequest, Recipient, ReminderFilter, ReminderPage,
+    ReminderQueue, ReminderStore,
 };
 
 use super::inbox::position;
@@ -64,6 +64,8 @@ fn reminder_item(reminder: &Reminder) -> StoreResult<Item> {
 #[derive(Debug, Serialize, Deserialize)]
 struct IdempotencyItem {
     reminder_id: ReminderId,
+    #[serde(default)]
+    request_hash: String,
     ttl: i64,
 }
 
@@ -118,14 +120,20 @@ impl ReminderStore for DynamoStore {
     async fn create_reminder(
         &self,
         reminder: &Reminder,
-        idempotency_key: Option<&str>,
+        idempotency: Option<KeyedRequest<'_>>,
     ) -> StoreResult<Created> {
+        let idempotency_key = idempotency.as_ref().map(|i| i.key);
         let ws = &reminder.workspace_id;
         let mut items: Vec<TransactWriteItem> =
             vec![put_if_absent(&self.table, reminder_item(reminder)?)?];
-        if let Some(k) = idempotency_key {
+        if let Some(KeyedRequest {
+            key: k,
+            request_hash,
+        }) = &idempotency
+        {
             let record = IdempotencyItem {
                 reminder_id: reminder.id.clone(),
+                request_hash: (*request_hash).to_owned(),
                 ttl: (reminder.created_at + REMINDER_IDEMPOTENCY_TTL).unix_timestamp(),
             };
             items.push(put_if_absent(
@@ -158,7 +166,10 @@ impl ReminderStore for DynamoStore {
                         record.reminder_id
                     ))
                 })?;
-            return Ok(Created::Existing(existing));
+            return Ok(Created::Existing {
+                reminder: existing,
+                request_hash: record.request_hash,
+            });
         }
         Err(StoreError::Conflict(format!(
             "reminder {} exists already",
