@@ -57,6 +57,7 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "meta_access_token": "local-meta-access-token",
         "kapso_api_key": "local-kapso-api-key",
         "dashboard_jwt_secret": LOCAL_JWT_SECRET,
+        "integration_encryption_key": "bG9jYWwtc3RhY2staW50ZWdyYXRpb24ta2V5LTMyYiE=",
     });
     let provisioned = template
         .provision(&aws, STACK_NAME, &secrets.to_string())
@@ -165,6 +166,7 @@ async fn seed(store: &DynamoStore) -> anyhow::Result<()> {
         provider: Provider::Meta,
         status: IntegrationStatus::Active,
         error: None,
+        access_token: None,
     };
     let ai = AiConfig {
         enabled: true,
