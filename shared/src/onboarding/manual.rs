@@ -207,9 +207,9 @@ fn classify(error: WhatsAppError) -> ManualIntegrationError {
         }
         // 100: "Unsupported get request. Object with ID … does not exist".
         WhatsAppError::InvalidParameter { .. } => E::InvalidPhoneNumber(error),
-        WhatsAppError::Rejected { status, .. } if matches!(status, 400 | 404) => {
-            E::InvalidPhoneNumber(error)
-        }
+        WhatsAppError::Rejected {
+            status: 400 | 404, ..
+        } => E::InvalidPhoneNumber(error),
         _ => E::ConnectionFailed(error),
     }
 }
