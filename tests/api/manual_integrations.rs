@@ -482,6 +482,16 @@ async fn delete_disconnects_only_the_callers_number_and_its_webhooks_are_dropped
             .unwrap()
             .is_none()
     );
+
+    // Once disconnected, the number is free for another workspace.
+    scene.graph_knows(NUMBER_A, TOKEN_B).await;
+    let taken_over = scene.connect(&b, NUMBER_A, TOKEN_B).await;
+    assert_eq!(taken_over.status, 201, "{}", taken_over.body);
+    let status = scene
+        .api
+        .get("/v1/whatsapp/connection", Some(&token(&a)))
+        .await;
+    assert_eq!(status.json()["status"], "disconnected", "{}", status.body);
 }
 
 #[tokio::test]

@@ -313,6 +313,12 @@ impl DynamoStore {
             }
             None => remove.push("connection_type"),
         }
+        // What only a manual integration sets does not outlive it.
+        for manual_only in ["business_account_id", "webhook_verify_token_sha256"] {
+            if !extra.iter().any(|(name, ..)| *name == manual_only) {
+                remove.push(manual_only);
+            }
+        }
         for (name, placeholder, value) in extra {
             set.push(format!("{name} = {placeholder}"));
             values.push((placeholder, value));
