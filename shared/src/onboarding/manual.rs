@@ -370,4 +370,73 @@ mod tests {
             ManualIntegrationError::ConnectionFailed(_)
         ));
     }
+
+    mod sending_credentials {
+        use secrecy::ExposeSecret;
+
+        use crate::conversations::model::{Integration, IntegrationStatus, Provider};
+        use crate::conversations::processor::channel;
+        use crate::ids::{PhoneNumberId, WorkspaceId};
+        use crate::onboarding::sealed::EncryptionKey;
+        use crate::secrets::AppSecrets;
+        use crate::whatsapp::Channel;
+
+        const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+        fn secrets(key: Option<&str>) -> AppSecrets {
+            AppSecrets::parse(
+                &serde_json::json!({
+                    "meta_access_token": "app-wide",
+                    "kapso_api_key": "platform",
+                    "integration_encryption_key": key,
+                })
+                .to_string(),
+            )
+            .unwrap()
+        }
+
+        fn meta_number(own: Option<&str>) -> Integration {
+            let pn = PhoneNumberId::parse("111").unwrap();
+            let key = EncryptionKey::parse(KEY).unwrap();
+            Integration {
+                access_token: own.map(|t| key.seal(&pn, &t.into()).unwrap()),
+                phone_number_id: pn,
+                workspace_id: WorkspaceId::parse("ws").unwrap(),
+                provider: Provider::Meta,
+                status: IntegrationStatus::Active,
+                error: None,
+            }
+        }
+
+        fn bearer(channel: Option<Channel>) -> Option<String> {
+            match channel? {
+                Channel::Meta { access_token } => Some(access_token.expose_secret().to_owned()),
+                Channel::Kapso { .. } => None,
+            }
+        }
+
+        #[test]
+        fn a_number_with_its_own_token_sends_with_it_and_one_without_uses_the_apps() {
+            let s = secrets(Some(KEY));
+            assert_eq!(
+                bearer(channel(&meta_number(Some("own")), &s)).as_deref(),
+                Some("own")
+            );
+            assert_eq!(
+                bearer(channel(&meta_number(None), &s)).as_deref(),
+                Some("app-wide")
+            );
+        }
+
+        #[test]
+        fn a_number_whose_token_cannot_be_opened_sends_nothing_rather_than_the_apps_token() {
+            let other_key = "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE=";
+            for key in [None, Some("bad"), Some(other_key)] {
+                assert!(
+                    channel(&meta_number(Some("own")), &secrets(key)).is_none(),
+                    "{key:?}"
+                );
+            }
+        }
+    }
 }
