@@ -23,8 +23,12 @@ pub struct AppSecrets {
     pub kapso_project_webhook_secret: Option<SecretString>,
     /// Kapso API key, sent as `X-API-Key` to the Kapso Meta proxy.
     pub kapso_api_key: Option<SecretString>,
-    /// Meta Graph API access token, for direct Cloud API sends.
+    /// Meta Graph API access token, for direct Cloud API sends from numbers that have no token
+    /// of their own (the seeded local and demo ones); a manually connected number uses its own.
     pub meta_access_token: Option<SecretString>,
+    /// Base64 of 32 bytes: the AES-256-GCM key manual integrations' access tokens are sealed
+    /// under. Absent or malformed: manual integrations can be neither connected nor used.
+    pub integration_encryption_key: Option<SecretString>,
     /// xAI API key for Grok.
     pub grok_api_key: Option<SecretString>,
     /// HS256 key of the dashboard API's Bearer tokens, when no JWKS URL is configured (the local

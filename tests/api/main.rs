@@ -7,6 +7,7 @@ mod contacts;
 mod helpers;
 mod inbox;
 mod local_stack;
+mod manual_integrations;
 mod notes;
 mod onboarding;
 mod reminders;

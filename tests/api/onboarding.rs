@@ -349,6 +349,7 @@ async fn the_connection_status_reflects_each_state() {
             provider: Provider::Kapso,
             status: IntegrationStatus::Disconnected,
             error: None,
+            access_token: None,
         })
         .await
         .unwrap();

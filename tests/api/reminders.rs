@@ -58,6 +58,7 @@ async fn scene() -> Scene {
                 provider: Provider::Meta,
                 status: IntegrationStatus::Active,
                 error: None,
+                access_token: None,
             })
             .await
             .unwrap();

@@ -70,6 +70,7 @@ async fn seed(store: &DynamoStore, ws: &WorkspaceId, number: &str, ai: bool) {
         provider: Provider::Meta,
         status: IntegrationStatus::Active,
         error: None,
+        access_token: None,
     };
     let ai = AiConfig {
         enabled: ai,

@@ -7,6 +7,7 @@ use integration_tests::processor::{
     spawn_world,
 };
 use serde_json::Value;
+use shared::conversations::store::TenantStore;
 
 /// Delivers one text from the customer with the given timestamp and processes it.
 async fn deliver_text_at(world: &World, wamid: &str, text: &str, at: i64) {
@@ -130,4 +131,25 @@ async fn an_old_stop_opts_the_contact_out_silently() {
     assert!(opted_out(&world).await);
     let texts = world.sent_texts().await;
     assert!(texts.is_empty(), "{texts:?}");
+}
+
+#[tokio::test]
+async fn stop_to_a_number_whose_token_was_refused_opts_the_contact_out_without_a_confirmation() {
+    let world = spawn_world(Options::default()).await;
+    world
+        .store
+        .mark_integration_error(
+            &shared::ids::PhoneNumberId::parse(integration_tests::PHONE_NUMBER_ID).unwrap(),
+            "Error validating access token",
+        )
+        .await
+        .unwrap();
+
+    deliver_text_at(&world, "wamid.ERRSTOP", "STOP", now() - 10).await;
+
+    assert!(opted_out(&world).await, "the keyword still applies");
+    assert!(
+        world.sent_texts().await.is_empty(),
+        "nothing is sent through a number whose token is refused"
+    );
 }

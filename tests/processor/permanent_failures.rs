@@ -48,6 +48,7 @@ async fn seed_second_workspace(world: &World) -> (WorkspaceId, Integration, AiCo
         provider: Provider::Meta,
         status: IntegrationStatus::Active,
         error: None,
+        access_token: None,
     };
     let ai = AiConfig {
         enabled: true,

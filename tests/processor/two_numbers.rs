@@ -59,6 +59,7 @@ async fn one_customer_writing_to_two_numbers_of_a_workspace_at_once_gets_one_rep
             provider: Provider::Meta,
             status: IntegrationStatus::Active,
             error: None,
+            access_token: None,
         })
         .await
         .unwrap();

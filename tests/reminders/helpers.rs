@@ -73,6 +73,7 @@ pub async fn spawn_world(workspaces: usize) -> World {
                 provider: Provider::Meta,
                 status: IntegrationStatus::Active,
                 error: None,
+                access_token: None,
             })
             .await
             .unwrap();

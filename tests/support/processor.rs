@@ -177,6 +177,7 @@ pub async fn seed(store: &DynamoStore, workspace: &WorkspaceId, provider: Provid
         provider,
         status: IntegrationStatus::Active,
         error: None,
+        access_token: None,
     };
     store
         .put_workspace(workspace, "Test shop", &integration, ai)

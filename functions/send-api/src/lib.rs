@@ -315,6 +315,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error(transparent)]
     Platform(#[from] shared::onboarding::PlatformError),
+    #[error(transparent)]
+    Integration(shared::onboarding::manual::ManualIntegrationError),
 }
 
 impl From<SendError> for ApiError {
@@ -408,6 +410,7 @@ impl ApiError {
                 "something went wrong on our side".into(),
             ),
             Self::Send(e) => send_status(e),
+            Self::Integration(e) => whatsapp::integration_status(e),
         }
     }
 }
@@ -460,7 +463,8 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if status == StatusCode::UNAUTHORIZED {
+        // Only the caller's own token is a Bearer challenge (not Meta refusing a workspace's).
+        if status == StatusCode::UNAUTHORIZED && matches!(self, Self::Dashboard(_)) {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {

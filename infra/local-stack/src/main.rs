@@ -64,6 +64,7 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "kapso_api_key": "local-kapso-api-key",
         "dashboard_jwt_secret": LOCAL_JWT_SECRET,
         "resend_api_key": "local-resend-api-key",
+        "integration_encryption_key": "bG9jYWwtc3RhY2staW50ZWdyYXRpb24ta2V5LTMyYiE=",
     });
     let provisioned = template
         .provision(&aws, STACK_NAME, &secrets.to_string())
@@ -186,6 +187,7 @@ async fn seed(store: &DynamoStore) -> anyhow::Result<()> {
         provider: Provider::Meta,
         status: IntegrationStatus::Active,
         error: None,
+        access_token: None,
     };
     let ai = AiConfig {
         enabled: true,

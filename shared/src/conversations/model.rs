@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use crate::ai::Completion;
 use crate::envelope::Source;
 use crate::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
+use crate::onboarding::sealed::SealedToken;
 
 /// How a workspace's number reaches the WhatsApp API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,9 @@ pub struct Integration {
     pub provider: Provider,
     pub status: IntegrationStatus,
     pub error: Option<String>,
+    /// The number's own Meta access token, sealed (manual integrations); `None` sends with
+    /// the app-wide credentials.
+    pub access_token: Option<SealedToken>,
 }
 
 /// A workspace's AI settings. A workspace without any is not answered by AI.

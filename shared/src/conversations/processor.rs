@@ -27,6 +27,7 @@ use crate::conversations::store::{ProcessorStore, StoreError};
 use crate::envelope::{Envelope, EventKind, Source};
 use crate::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
 use crate::ingest::webhook::meta;
+use crate::onboarding::sealed::EncryptionKey;
 use crate::secrets::{AppSecrets, SecretSource, SecretsCache, SecretsError};
 use crate::telemetry::{cause_chain, count_metric};
 use crate::whatsapp::{
@@ -321,8 +322,11 @@ where
         if envelope.kind == EventKind::Account {
             return self.account_event(&envelope).await;
         }
-        let Some(integration) = self.integration(&envelope.phone_number_id).await? else {
-            tracing::warn!(phone_number_id = %envelope.phone_number_id, "no workspace has this number; event dropped");
+        // A disconnected number's events are dropped like an unknown number's; its history stays.
+        let connected = self.integration(&envelope.phone_number_id).await?;
+        let Some(integration) = connected.filter(|i| i.status != IntegrationStatus::Disconnected)
+        else {
+            tracing::warn!(phone_number_id = %envelope.phone_number_id, "no workspace has this number connected; event dropped");
             count_metric("UnknownPhoneNumber", 1);
             return Ok(());
         };
@@ -569,6 +573,12 @@ where
             tracing::info!(wamid = %wamid, opted_out, changed, "opt keyword applied without confirmation");
             return Ok(());
         }
+        // A number in error (its token refused) or disconnected sends nothing, confirmations
+        // included; the keyword itself is applied above.
+        if integration.status != IntegrationStatus::Active {
+            tracing::warn!(wamid = %wamid, opted_out, "opt keyword applied; no confirmation, the number's connection is not active");
+            return Ok(());
+        }
         let confirmation = if opted_out {
             &self.settings.opt_out_confirmation
         } else {
@@ -643,8 +653,8 @@ where
         if contact.opted_out {
             return Ok(Some("contact opted out"));
         }
-        // A number whose token WhatsApp refused (190), or that was disconnected, is not used
-        // until it is reconnected; its messages are still stored.
+        // A number whose token WhatsApp refused (190) is not used until it is reconnected; its
+        // messages are still stored. (A disconnected number's events are dropped earlier.)
         if integration.status != IntegrationStatus::Active {
             return Ok(Some("the number's connection is not active"));
         }
@@ -1020,15 +1030,25 @@ fn answerable(kind: &str) -> bool {
     )
 }
 
-/// How an integration sends, with credentials from the app secret. Missing credentials are
-/// logged and counted: nothing can be sent for that number until they are configured.
+/// How an integration sends. A Kapso number goes through Kapso with the platform key; a Meta
+/// number with a token of its own (a manual integration) sends with that token, opened here
+/// and handed straight to the client, and never with the app's; a Meta number without one
+/// (the seeded local and demo numbers) uses the app-wide `meta_access_token`. Missing or
+/// unopenable credentials are logged and counted: nothing can be sent for that number.
 pub(crate) fn channel(integration: &Integration, secrets: &AppSecrets) -> Option<Channel> {
-    let channel = match integration.provider {
-        Provider::Kapso => secrets
+    let channel = match (integration.provider, &integration.access_token) {
+        (Provider::Kapso, _) => secrets
             .kapso_api_key
             .clone()
             .map(|api_key| Channel::Kapso { api_key }),
-        Provider::Meta => secrets
+        (Provider::Meta, Some(sealed)) => EncryptionKey::from_secrets(secrets)
+            .and_then(|key| key.open(&integration.phone_number_id, sealed))
+            .inspect_err(
+                |e| tracing::error!(error = %e, "the number's own access token cannot be opened"),
+            )
+            .ok()
+            .map(|access_token| Channel::Meta { access_token }),
+        (Provider::Meta, None) => secrets
             .meta_access_token
             .clone()
             .map(|access_token| Channel::Meta { access_token }),

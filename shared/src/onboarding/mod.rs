@@ -1,11 +1,14 @@
 //! WhatsApp onboarding: how a business connects its number to a workspace. Through Kapso's
 //! hosted setup link (`setup_links`: a Kapso customer per workspace, a link recorded with its
 //! expiry; `callbacks`: the browser comes back and the connection is verified and activated),
-//! and what the dashboard sees of it (`status`). The ports are here; the DynamoDB adapter is
+//! and what the dashboard sees of it (`status`). Or by hand with the workspace's own Meta
+//! credentials (`manual`, the token sealed at rest by `sealed`). The ports are here; the DynamoDB adapter is
 //! `adapters::dynamo::onboarding`, the Kapso platform client `adapters::kapso_platform`.
 
 pub mod callbacks;
+pub mod manual;
 pub mod project_events;
+pub mod sealed;
 pub mod settings;
 pub mod setup_links;
 pub mod status;

@@ -177,6 +177,7 @@ mod tests {
             provider: Provider::Kapso,
             status,
             error: (status == IntegrationStatus::Error).then(|| "190: token expired".into()),
+            access_token: None,
         }
     }
 

@@ -78,6 +78,21 @@ pub struct WhatsAppClient {
     retry: RetryPolicy,
 }
 
+/// A number as Graph describes it (`GET /{phone_number_id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NumberInfo {
+    pub display_phone_number: Option<String>,
+    pub verified_name: Option<String>,
+    /// `VERIFIED`, `NOT_VERIFIED`, `EXPIRED`, …
+    pub code_verification_status: Option<String>,
+    pub quality_rating: Option<String>,
+}
+
+impl NumberInfo {
+    const FIELDS: &str =
+        "display_phone_number,verified_name,code_verification_status,quality_rating";
+}
+
 #[derive(Deserialize)]
 struct SendResponse {
     #[serde(default)]
@@ -180,6 +195,52 @@ impl WhatsAppClient {
             tracing::debug!(attempts, code = ?error.code(), ?delay, "retrying the send");
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// Looks `phone_number_id` up on Graph with `access_token`: the connection test of a manual
+    /// integration, before its token is stored. One attempt within `deadline`, no retry: the
+    /// person connecting waits for the answer.
+    #[tracing::instrument(skip_all, fields(phone_number_id = %phone_number_id))]
+    pub async fn phone_number(
+        &self,
+        access_token: &SecretString,
+        phone_number_id: &PhoneNumberId,
+        deadline: Instant,
+    ) -> Result<NumberInfo, WhatsAppError> {
+        let channel = Channel::Meta {
+            access_token: access_token.clone(),
+        };
+        let (header_name, credential) = auth_header(&channel)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(WhatsAppError::Unreachable {
+                message: "the deadline passed before the number could be looked up".into(),
+            });
+        }
+        let url = format!(
+            "{}/{}/{}?fields={}",
+            self.config.meta_base_url.trim_end_matches('/'),
+            self.config.graph_version.trim_matches('/'),
+            phone_number_id.as_str(),
+            NumberInfo::FIELDS
+        );
+        let response = self
+            .http
+            .get(&url)
+            .header(header_name, credential)
+            .timeout(self.config.request_timeout.min(left))
+            .send()
+            .await
+            .map_err(network_error)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(WhatsAppError::from_response(status, &body, false, None));
+        }
+        serde_json::from_slice(&body).map_err(|_| WhatsAppError::Transient {
+            status: Some(status),
+            message: "the number's description is not JSON".into(),
+        })
     }
 
     fn url(&self, channel: &Channel, phone_number_id: &PhoneNumberId) -> String {
@@ -1051,6 +1112,54 @@ mod tests {
         assert_eq!(
             client.url(&meta(), &phone_number_id()),
             "https://graph.facebook.com/v24.0/106540352242922/messages"
+        );
+    }
+
+    #[tokio::test]
+    async fn looking_a_number_up_sends_the_given_token_and_reads_its_description() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v24.0/106540352242922"))
+            .and(header("authorization", "Bearer workspace-token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "display_phone_number": "+1 555-0100",
+                "verified_name": "Acme",
+                "code_verification_status": "VERIFIED",
+                "id": PHONE_NUMBER_ID
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let info = client(&server)
+            .phone_number(
+                &SecretString::from("workspace-token"),
+                &phone_number_id(),
+                in_ten_seconds(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(info.verified_name.as_deref(), Some("Acme"));
+        assert_eq!(info.code_verification_status.as_deref(), Some("VERIFIED"));
+    }
+
+    #[tokio::test]
+    async fn looking_a_number_up_with_a_refused_token_is_token_invalid() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(meta_error(401, 190))
+            .mount(&server)
+            .await;
+        let error = client(&server)
+            .phone_number(
+                &SecretString::from("bad"),
+                &phone_number_id(),
+                in_ten_seconds(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, WhatsAppError::TokenInvalid { code: 190, .. }),
+            "{error:?}"
         );
     }
 }

@@ -4,10 +4,13 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::conversations::model::{Integration, IntegrationStatus, Provider};
 use crate::conversations::store::{StoreError, StoreResult};
 use crate::ids::{KapsoCustomerId, PhoneNumberId, SetupLinkId, WorkspaceId};
+use crate::onboarding::manual::{ManualConnection, ManualIntegrationStore};
+use crate::onboarding::sealed::SealedToken;
 use crate::onboarding::{
     Activation, ActivationError, ActiveNumber, Connection, ConnectionType, OnboardingStore,
     RecordedError, SetupLinkRecord,
@@ -204,63 +207,14 @@ impl OnboardingStore for DynamoStore {
     }
 
     async fn activate(&self, activation: &Activation) -> Result<(), ActivationError> {
-        let ws = &activation.workspace_id;
+        let mut items = self.activation_items(
+            &activation.workspace_id,
+            &activation.number,
+            None,
+            Vec::new(),
+        )?;
         let number = &activation.number;
         let pn = &number.phone_number_id;
-        let integration = integration_item(&Integration {
-            phone_number_id: pn.clone(),
-            workspace_id: ws.clone(),
-            provider: number.provider,
-            status: IntegrationStatus::Active,
-            error: None,
-        })?;
-        // A number is routed to one workspace: it may be (re)activated only by the one it
-        // already belongs to.
-        let route = TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(integration))
-                    .condition_expression("attribute_not_exists(pk) OR workspace_id = :ws")
-                    .expression_attribute_values(":ws", s(ws.as_str()))
-                    .build()
-                    .map_err(corrupt)?,
-            )
-            .build();
-        let mut set = vec![
-            "phone_number_id = :pn",
-            "#provider = :provider",
-            "connected_at = :at",
-        ];
-        let mut remove = vec!["error_code", "error_message", "error_at", "disconnected_at"];
-        let mut values = vec![
-            (":pn", s(pn.as_str())),
-            (":provider", attr(&number.provider)?),
-            (":at", ts(number.connected_at)),
-        ];
-        match &number.display_phone_number {
-            Some(d) => {
-                set.push("display_phone_number = :display");
-                values.push((":display", s(d)));
-            }
-            None => remove.push("display_phone_number"),
-        }
-        match &number.connection_type {
-            Some(t) => {
-                set.push("connection_type = :type");
-                values.push((":type", attr(t)?));
-            }
-            None => remove.push("connection_type"),
-        }
-        let record = update(
-            &self.table,
-            onboarding_key(ws),
-            &format!("SET {} REMOVE {}", set.join(", "), remove.join(", ")),
-            &[("#provider", "provider")],
-            values,
-            None,
-        )?;
-        let mut items = vec![route, record];
         if let Some(link) = &activation.setup_link {
             items.push(update(
                 &self.table,
@@ -271,25 +225,7 @@ impl OnboardingStore for DynamoStore {
                 Some("attribute_exists(pk) AND (attribute_not_exists(used_by) OR used_by = :pn)"),
             )?);
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match cancelled_conditions(&e) {
-                Some(reasons) if reasons.iter().any(|failed| *failed) => {
-                    Err(ActivationError::Taken)
-                }
-                Some(_) => Err(StoreError::Conflict(format!(
-                    "the activation of {pn} raced another writer"
-                ))
-                .into()),
-                None => Err(unavailable(e).into()),
-            },
-        }
+        self.write_activation(pn, items).await
     }
 
     async fn record_error(&self, ws: &WorkspaceId, error: &RecordedError) -> StoreResult<()> {
@@ -312,5 +248,190 @@ impl OnboardingStore for DynamoStore {
         }
         request.send().await.map_err(unavailable)?;
         Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// The writes that connect `number` to `ws`: its `INTEGRATION` item (active, with its own
+    /// sealed token if it has one) and the workspace's record, plus `extra` attributes set on the
+    /// record (name, placeholder, value).
+    fn activation_items(
+        &self,
+        ws: &WorkspaceId,
+        number: &ActiveNumber,
+        access_token: Option<SealedToken>,
+        extra: Vec<(&'static str, &'static str, AttributeValue)>,
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        let pn = &number.phone_number_id;
+        let integration = integration_item(&Integration {
+            phone_number_id: pn.clone(),
+            workspace_id: ws.clone(),
+            provider: number.provider,
+            status: IntegrationStatus::Active,
+            error: None,
+            access_token,
+        })?;
+        // A number is routed to one workspace: it may be (re)activated only by the one it
+        // already belongs to, or by any once it has been disconnected.
+        let route = TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(integration))
+                    .condition_expression(
+                        "attribute_not_exists(pk) OR workspace_id = :ws OR #status = :disconnected",
+                    )
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":ws", s(ws.as_str()))
+                    .expression_attribute_values(":disconnected", s("disconnected"))
+                    .build()
+                    .map_err(corrupt)?,
+            )
+            .build();
+        let mut set = vec![
+            "phone_number_id = :pn".to_owned(),
+            "#provider = :provider".to_owned(),
+            "connected_at = :at".to_owned(),
+        ];
+        let mut remove = vec!["error_code", "error_message", "error_at", "disconnected_at"];
+        let mut values = vec![
+            (":pn", s(pn.as_str())),
+            (":provider", attr(&number.provider)?),
+            (":at", ts(number.connected_at)),
+        ];
+        match &number.display_phone_number {
+            Some(d) => {
+                set.push("display_phone_number = :display".into());
+                values.push((":display", s(d)));
+            }
+            None => remove.push("display_phone_number"),
+        }
+        match &number.connection_type {
+            Some(t) => {
+                set.push("connection_type = :type".into());
+                values.push((":type", attr(t)?));
+            }
+            None => remove.push("connection_type"),
+        }
+        // What only a manual integration sets does not outlive it.
+        for manual_only in ["business_account_id", "webhook_verify_token_sha256"] {
+            if !extra.iter().any(|(name, ..)| *name == manual_only) {
+                remove.push(manual_only);
+            }
+        }
+        for (name, placeholder, value) in extra {
+            set.push(format!("{name} = {placeholder}"));
+            values.push((placeholder, value));
+        }
+        let record = update(
+            &self.table,
+            onboarding_key(ws),
+            &format!("SET {} REMOVE {}", set.join(", "), remove.join(", ")),
+            &[("#provider", "provider")],
+            values,
+            None,
+        )?;
+        Ok(vec![route, record])
+    }
+
+    async fn write_activation(
+        &self,
+        pn: &PhoneNumberId,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), ActivationError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match cancelled_conditions(&e) {
+                Some(reasons) if reasons.iter().any(|failed| *failed) => {
+                    Err(ActivationError::Taken)
+                }
+                Some(_) => Err(StoreError::Conflict(format!(
+                    "the activation of {pn} raced another writer"
+                ))
+                .into()),
+                None => Err(unavailable(e).into()),
+            },
+        }
+    }
+}
+
+/// A manual integration is an activation with the number's own sealed token; disconnecting
+/// keeps the items (history) but drops the token and the routing.
+impl ManualIntegrationStore for DynamoStore {
+    async fn connect_manual(&self, c: &ManualConnection) -> Result<(), ActivationError> {
+        let number = ActiveNumber {
+            phone_number_id: c.phone_number_id.clone(),
+            provider: Provider::Meta,
+            display_phone_number: c.display_phone_number.clone(),
+            connection_type: None,
+            connected_at: c.connected_at,
+        };
+        let mut extra = vec![(
+            "business_account_id",
+            ":business_account_id",
+            s(&c.business_account_id),
+        )];
+        if let Some(digest) = &c.webhook_verify_token_sha256 {
+            extra.push(("webhook_verify_token_sha256", ":verify_sha256", s(digest)));
+        }
+        let items = self.activation_items(
+            &c.workspace_id,
+            &number,
+            Some(c.access_token.clone()),
+            extra,
+        )?;
+        self.write_activation(&c.phone_number_id, items).await
+    }
+
+    async fn disconnect(
+        &self,
+        ws: &WorkspaceId,
+        pn: &PhoneNumberId,
+        at: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(integration_key(pn))))
+            .update_expression(
+                "SET #status = :disconnected, updated_at = :at REMOVE access_token, #err",
+            )
+            .condition_expression("workspace_id = :ws")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#err", "error")
+            .expression_attribute_values(":disconnected", s("disconnected"))
+            .expression_attribute_values(":at", ts(at))
+            .expression_attribute_values(":ws", s(ws.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if is_conditional_failure(&e) => return Ok(false),
+            Err(e) => return Err(unavailable(e)),
+        }
+        // The workspace's record shows it disconnected only if it is the number it shows.
+        let shown = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(onboarding_key(ws))))
+            .update_expression("SET disconnected_at = :at")
+            .condition_expression("phone_number_id = :pn")
+            .expression_attribute_values(":at", ts(at))
+            .expression_attribute_values(":pn", s(pn.as_str()))
+            .send()
+            .await;
+        match shown {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(true),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }

@@ -60,6 +60,7 @@ impl SendStore for DynamoStore {
                     provider: row.provider,
                     status: row.status,
                     error: row.error,
+                    access_token: row.access_token,
                 })
             })
             .collect()

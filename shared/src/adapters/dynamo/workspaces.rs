@@ -7,6 +7,7 @@ use crate::conversations::model::{AiConfig, Integration, IntegrationStatus, Prov
 use crate::conversations::store::{StoreResult, TenantStore};
 use crate::dashboard::ai_settings::AiConfigStore;
 use crate::ids::{PhoneNumberId, WorkspaceId};
+use crate::onboarding::sealed::SealedToken;
 
 use super::*;
 
@@ -19,6 +20,9 @@ pub(super) struct IntegrationItem {
     pub status: IntegrationStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A manual integration's Meta access token, sealed (`v1:<base64>`); never plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<SealedToken>,
     /// Index keys: written; the sort key names the number in a workspace's list.
     #[serde(default)]
     pub gsi1pk: String,
@@ -49,6 +53,7 @@ impl TenantStore for DynamoStore {
             provider: item.provider,
             status: item.status,
             error: item.error,
+            access_token: item.access_token,
         }))
     }
 
@@ -139,6 +144,7 @@ pub(super) fn integration_item(integration: &Integration) -> StoreResult<Item> {
         provider: integration.provider,
         status: integration.status,
         error: integration.error.clone(),
+        access_token: integration.access_token.clone(),
         gsi1pk: format!("WS#{}", ws.as_str()),
         gsi1sk: format!("INTEGRATION#{}", integration.phone_number_id.as_str()),
     };
