@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use local_stack::bridge::{Bridge, HttpInvoker};
+use local_stack::console;
 use local_stack::standins::{self, StandIn};
 use local_stack::token::{LOCAL_JWT_SECRET, TokenSpec};
 use local_stack::watch::LambdaWatch;
@@ -527,6 +528,25 @@ async fn up() -> anyhow::Result<()> {
         "curl -H 'Authorization: Bearer {token}' {}/v1/ai-config",
         stack.watch.base_url()
     ));
+    let console = console::serve(
+        console::ConsoleConfig {
+            functions_url: stack.watch.base_url(),
+            whatsapp_url: stack.whatsapp.base_url.clone(),
+            meta_app_secret: META_APP_SECRET.into(),
+            kapso_webhook_secret: KAPSO_SECRET.into(),
+            businesses: vec![console::Business {
+                workspace: WORKSPACE.into(),
+                name: "Demo shop".into(),
+                phone_number_id: PHONE_NUMBER_ID.into(),
+                display_phone_number: "15550100".into(),
+            }],
+            customer: CUSTOMER.into(),
+            customer_name: "Sheena Nelson".into(),
+        },
+        port_from_env("CONSOLE_PORT")?,
+    )
+    .await?;
+    detail(&format!("console:            {}", console.url));
     tokio::signal::ctrl_c().await?;
     Ok(())
 }
