@@ -217,7 +217,12 @@ mod tests {
             .unwrap();
         let texts: Vec<_> = after_first
             .iter()
-            .map(|r| (r["seq"].as_u64().unwrap(), r["body"]["text"]["body"].clone()))
+            .map(|r| {
+                (
+                    r["seq"].as_u64().unwrap(),
+                    r["body"]["text"]["body"].clone(),
+                )
+            })
             .collect();
         assert_eq!(texts, [(2, json!("two")), (3, json!("three"))]);
         let all: Vec<Value> = http

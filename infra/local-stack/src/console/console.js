@@ -12,7 +12,16 @@ const RANK = { sending: 0, sent: 1, delivered: 2, read: 3, failed: 4 };
 let config = null;
 let sequence = 0;
 const phone = { messages: new Map(), order: [], cursor: 0 };
-const inbox = { conversations: new Map(), since: null, selected: null, messages: [] };
+// `details` holds conversations as `GET /v1/conversations/{id}` (or a PATCH) answered: the
+// list's items do not carry `botPaused` (the flag lives on the contact's thread).
+const inbox = { conversations: new Map(), details: new Map(), since: null, selected: null, messages: [] };
+
+function conversation(id) {
+  const listed = inbox.conversations.get(id);
+  const detail = inbox.details.get(id);
+  if (!listed) return detail;
+  return detail ? { ...listed, botPaused: detail.botPaused, status: detail.status === "ended" ? "ended" : listed.status } : listed;
+}
 
 function business() {
   return config.businesses.find((b) => b.phoneNumberId === $("business").value) || config.businesses[0];
@@ -206,15 +215,24 @@ function clock(at) {
   return new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
+// Re-renders a pane only when what it shows changed, so clicks never land on a replaced node.
+const shown = new Map();
+function changed(pane, data) {
+  const key = JSON.stringify(data);
+  if (shown.get(pane) === key) return false;
+  shown.set(pane, key);
+  return true;
+}
+
 function renderPhone() {
   const chat = $("phone-chat");
-  const atBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 40;
   const biz = business();
   const who = customer();
+  const visible = phone.order.map((w) => phone.messages.get(w)).filter((m) => m.who === who && m.pnid === biz.phoneNumberId);
+  if (!changed("phone", visible.map((m) => [m.wamid, m.status, Boolean(m.answered)]))) return;
+  const atBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 40;
   chat.replaceChildren();
-  for (const wamid of phone.order) {
-    const msg = phone.messages.get(wamid);
-    if (msg.who !== who || msg.pnid !== biz.phoneNumberId) continue;
+  for (const msg of visible) {
     const bubble = document.createElement("div");
     bubble.className = `bubble ${msg.from}`;
     bubble.dataset.from = msg.from;
@@ -310,6 +328,8 @@ async function pollConversations() {
 async function pollThread() {
   if (!inbox.selected) return;
   const id = inbox.selected;
+  const detail = await api(`/v1/conversations/${encodeURIComponent(id)}`);
+  inbox.details.set(id, detail);
   const items = [];
   let cursor = null;
   do {
@@ -319,14 +339,17 @@ async function pollThread() {
   } while (cursor);
   if (inbox.selected === id) {
     inbox.messages = items;
+    renderConversations();
     renderThread();
   }
 }
 
 function renderConversations() {
   const list = $("conversations");
+  const sorted = [...inbox.conversations.keys()].map(conversation).sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
+  renderThreadHead();
+  if (!changed("conversations", [inbox.selected, sorted])) return;
   list.replaceChildren();
-  const sorted = [...inbox.conversations.values()].sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
   for (const c of sorted) {
     const item = document.createElement("li");
     item.className = "conversation" + (c.id === inbox.selected ? " selected" : "");
@@ -353,7 +376,10 @@ function renderConversations() {
     });
     list.append(item);
   }
-  const c = inbox.conversations.get(inbox.selected);
+}
+
+function renderThreadHead() {
+  const c = conversation(inbox.selected);
   $("thread-title").textContent = c ? `+${c.contactId} · ${c.status}` : "Pick a conversation";
   const toggle = $("pause-toggle");
   toggle.disabled = !c || c.status !== "active";
@@ -373,6 +399,7 @@ function aiLine(ai) {
 
 function renderThread() {
   const pane = $("thread-messages");
+  if (!changed("thread", inbox.messages)) return;
   const atBottom = pane.scrollHeight - pane.scrollTop - pane.clientHeight < 40;
   pane.replaceChildren();
   for (const m of inbox.messages) {
@@ -407,14 +434,14 @@ function showInboxError(e) {
 }
 
 async function togglePause() {
-  const c = inbox.conversations.get(inbox.selected);
+  const c = conversation(inbox.selected);
   if (!c) return;
   try {
     const updated = await api(`/v1/conversations/${encodeURIComponent(c.id)}`, {
       method: "PATCH",
       body: JSON.stringify({ botPaused: !c.botPaused }),
     });
-    inbox.conversations.set(updated.id, updated);
+    inbox.details.set(updated.id, updated);
     $("inbox-error").textContent = "";
     renderConversations();
   } catch (e) {
@@ -424,7 +451,7 @@ async function togglePause() {
 
 async function sendAsBusiness(event) {
   event.preventDefault();
-  const c = inbox.conversations.get(inbox.selected);
+  const c = conversation(inbox.selected);
   const body = $("inbox-input").value.trim();
   if (!c || !body) return;
   try {
@@ -491,6 +518,7 @@ async function main() {
     $(id).addEventListener("change", () => {
       if (id === "business") {
         inbox.conversations.clear();
+        inbox.details.clear();
         inbox.since = null;
       }
       inbox.selected = null;

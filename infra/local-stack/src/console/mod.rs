@@ -101,7 +101,10 @@ pub async fn serve(config: ConsoleConfig, port: Option<u16>) -> anyhow::Result<C
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/", get(|| async { page("text/html; charset=utf-8", INDEX_HTML) }))
+        .route(
+            "/",
+            get(|| async { page("text/html; charset=utf-8", INDEX_HTML) }),
+        )
         .route(
             "/console.css",
             get(|| async { page("text/css; charset=utf-8", CONSOLE_CSS) }),
@@ -132,7 +135,11 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-async fn loopback_host(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+async fn loopback_host(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let host = request
         .headers()
         .get(header::HOST)
@@ -208,7 +215,8 @@ async fn relay(request: reqwest::RequestBuilder) -> Response {
         Ok(r) => r,
         Err(e) => return upstream_error(&format!("the stack did not answer: {e}")),
     };
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut headers = HeaderMap::new();
     for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
         if let Some(value) = response
@@ -226,11 +234,7 @@ async fn relay(request: reqwest::RequestBuilder) -> Response {
 }
 
 fn upstream_error(message: &str) -> Response {
-    (
-        StatusCode::BAD_GATEWAY,
-        Json(json!({ "error": message })),
-    )
-        .into_response()
+    (StatusCode::BAD_GATEWAY, Json(json!({ "error": message }))).into_response()
 }
 
 #[cfg(test)]
@@ -283,7 +287,9 @@ mod tests {
             ("console.js", "text/javascript", "crypto.subtle"),
             ("console.css", "text/css", ".bubble"),
         ] {
-            let response = reqwest::get(format!("{}{path}", console.url)).await.unwrap();
+            let response = reqwest::get(format!("{}{path}", console.url))
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200, "{path}");
             let content_type = response.headers()[header::CONTENT_TYPE.as_str()]
                 .to_str()
