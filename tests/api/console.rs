@@ -91,14 +91,16 @@ fn start_group(
     }
 }
 
-/// `infra/demo up`, on free ports, with the offline responder; returns the console's URL.
+/// `infra/demo up`, on free ports, with the LLM stand-in answering as SEA-LION (so replies carry
+/// a model and token counts); returns the console's URL.
 fn start_stack() -> (Group, String) {
     let root = local_stack::paths::root();
     let mut command = Command::new(root.join("infra/demo"));
     command.arg("up").current_dir(&root);
-    for name in ["MOTO_PORT", "WATCH_PORT", "CONSOLE_PORT", "DEMO_LLM"] {
+    for name in ["MOTO_PORT", "WATCH_PORT", "CONSOLE_PORT"] {
         command.env_remove(name);
     }
+    command.env("DEMO_LLM", "standin");
     start_group(command, Duration::from_secs(1200), |line| {
         line.trim()
             .strip_prefix("console:")
@@ -309,8 +311,12 @@ async fn in_the_console_a_customer_chats_with_the_bot_and_a_person_takes_over() 
     )
     .await;
     assert!(
-        ai.starts_with("AI: offline · ") && ai.contains(" ms"),
-        "the offline responder answered, with its latency: {ai}"
+        ai.starts_with("AI: sealion · ") && ai.contains(" ms · 18 tokens (10 in, 8 out)"),
+        "the LLM stand-in answered as SEA-LION, with its latency and tokens: {ai}"
+    );
+    assert_eq!(
+        reply["text"], "(local LLM stand-in) You said: Hello",
+        "the phone shows the reply the model wrote"
     );
     screenshot(&page, Some("#phone"), "customer.png").await;
     screenshot(&page, Some("#inbox"), "inbox.png").await;
@@ -452,6 +458,56 @@ async fn in_the_console_a_customer_chats_with_the_bot_and_a_person_takes_over() 
     screenshot(&page, Some("#phone"), "customer-handoff.png").await;
     screenshot(&page, Some("#inbox"), "inbox-handoff.png").await;
     screenshot(&page, None, "console.png").await;
+
+    // The bot resumes, and a message delivered as Kapso v2 gets its reply, read through Kapso's
+    // status events.
+    click(&page, "#pause-toggle").await;
+    wait_for(
+        &page,
+        "the conversation resumed",
+        STEP,
+        "return document.getElementById('pause-toggle').dataset.paused;",
+        |v| (v == "false").then_some(()),
+        &stack,
+    )
+    .await;
+    click(&page, "#kapso").await;
+    type_and_send(&page, "#phone-input", "#phone-send", "Is it in stock?").await;
+    wait_for(
+        &page,
+        "the reply to the Kapso delivery, read",
+        STEP,
+        PHONE_BUBBLES,
+        |b| {
+            business_bubbles(b)
+                .into_iter()
+                .find(|b| {
+                    b["text"] == "(local LLM stand-in) You said: Is it in stock?"
+                        && b["status"] == "read"
+                })
+        },
+        &stack,
+    )
+    .await;
+    wait_for(
+        &page,
+        "the Kapso-delivered reply read in the inbox, as the status events left it",
+        STEP,
+        THREAD,
+        |messages| {
+            messages
+                .as_array()?
+                .iter()
+                .any(|m| {
+                    m["text"] == "(local LLM stand-in) You said: Is it in stock?"
+                        && m["status"] == "read"
+                        && !m["ai"].is_null()
+                })
+                .then_some(())
+        },
+        &stack,
+    )
+    .await;
     page.close().await.unwrap();
     drop(driver);
     let _ = std::fs::remove_dir_all(&profile);
