@@ -479,12 +479,10 @@ async fn in_the_console_a_customer_chats_with_the_bot_and_a_person_takes_over() 
         STEP,
         PHONE_BUBBLES,
         |b| {
-            business_bubbles(b)
-                .into_iter()
-                .find(|b| {
-                    b["text"] == "(local LLM stand-in) You said: Is it in stock?"
-                        && b["status"] == "read"
-                })
+            business_bubbles(b).into_iter().find(|b| {
+                b["text"] == "(local LLM stand-in) You said: Is it in stock?"
+                    && b["status"] == "read"
+            })
         },
         &stack,
     )

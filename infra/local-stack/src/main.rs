@@ -59,6 +59,23 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "kapso_api_key": "local-kapso-api-key",
         "dashboard_jwt_secret": LOCAL_JWT_SECRET,
     });
+    // DEMO_LLM=real: a real LLM the person running the stack configures, GROK_API_KEY (with
+    // GROK_BASE_URL, default xAI) and/or SEALION_URL (SEA-LION on Ollama). Otherwise nothing
+    // leaves the machine, whatever the shell holds.
+    let use_real = std::env::var("DEMO_LLM").as_deref() == Ok("real");
+    let real = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| use_real && !v.is_empty())
+    };
+    ensure!(
+        !use_real || real("GROK_API_KEY").is_some() || real("SEALION_URL").is_some(),
+        "DEMO_LLM=real needs SEALION_URL (SEA-LION on Ollama) and/or GROK_API_KEY"
+    );
+    let mut secrets = secrets;
+    if let Some(key) = real("GROK_API_KEY") {
+        secrets["grok_api_key"] = json!(key);
+    }
     let provisioned = template
         .provision(&aws, STACK_NAME, &secrets.to_string())
         .await?;
@@ -90,16 +107,30 @@ async fn start_stack() -> anyhow::Result<Stack> {
     // Outside services point at the stand-ins: nothing leaves the machine.
     env.insert("KAPSO_BASE_URL".into(), whatsapp.base_url.clone());
     env.insert("META_GRAPH_BASE_URL".into(), whatsapp.base_url.clone());
-    env.insert(
-        "GROK_BASE_URL".into(),
-        "http://127.0.0.1:9/unreachable".into(),
-    );
-    match &llm {
-        Some(llm) => {
+    match (real("GROK_API_KEY"), real("GROK_BASE_URL")) {
+        (Some(_), url) => {
+            if let Some(url) = url {
+                env.insert("GROK_BASE_URL".into(), url);
+            }
+            detail("Grok answers too (GROK_API_KEY is set)");
+        }
+        (None, _) => {
+            env.insert(
+                "GROK_BASE_URL".into(),
+                "http://127.0.0.1:9/unreachable".into(),
+            );
+        }
+    }
+    match (&llm, real("SEALION_URL")) {
+        (Some(llm), _) => {
             env.insert("SEALION_URL".into(), format!("{}/v1", llm.base_url));
             detail(&format!("LLM stand-in at {} (as SEA-LION)", llm.base_url));
         }
-        None => {
+        (None, Some(url)) => {
+            detail(&format!("SEA-LION at {url} (SEALION_URL)"));
+            env.insert("SEALION_URL".into(), url);
+        }
+        (None, None) => {
             env.remove("SEALION_URL");
             detail("no LLM configured: the built-in offline responder answers");
         }
