@@ -190,7 +190,8 @@ const PHONE_BUBBLES: &str = "return [...document.querySelectorAll('#phone-chat .
 
 const THREAD: &str = "return [...document.querySelectorAll('#thread-messages .msg')].map(m => ({ \
     wamid: m.dataset.wamid, direction: m.dataset.direction, status: m.dataset.status, \
-    text: m.querySelector('.text').textContent, ai: m.querySelector('.ai')?.textContent ?? null }));";
+    type: m.dataset.type, text: m.querySelector('.text').textContent, \
+    ai: m.querySelector('.ai')?.textContent ?? null }));";
 
 /// Clicks the element `css` names, as a person would (a pane re-rendered under the pointer
 /// gets a second try).
@@ -371,54 +372,73 @@ async fn in_the_console_a_customer_chats_with_the_bot_and_a_person_takes_over() 
     )
     .await;
 
-    // Buttons the business sends are clickable, and come back as the customer's button reply.
+    // Buttons and lists the business sends are clickable, and come back as the customer's
+    // button and list replies.
     let token = TokenSpec::local("demo-shop").mint().unwrap();
-    let sent = reqwest::Client::new()
-        .post(format!("{console_url}v1/messages"))
-        .bearer_auth(token)
-        .json(&json!({
-            "contactId": CUSTOMER,
-            "message": { "type": "buttons", "body": "Shall I reserve it?",
-                         "buttons": [{ "id": "reserve-yes", "title": "Yes please" },
-                                     { "id": "reserve-no", "title": "No thanks" }] }
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sent.status(), 201, "{}", sent.text().await.unwrap());
-    wait_for(
-        &page,
-        "the buttons on the phone",
-        STEP,
-        PHONE_BUBBLES,
-        |b| {
-            business_bubbles(b)
-                .iter()
-                .any(|b| b["choices"] == json!(["reserve-yes", "reserve-no"]))
-                .then_some(())
-        },
-        &stack,
-    )
-    .await;
-    click(&page, "button.choice[data-id='reserve-yes']").await;
-    wait_for(
-        &page,
-        "the button reply in the inbox",
-        STEP,
-        THREAD,
-        |messages| {
-            messages
-                .as_array()?
-                .iter()
-                .any(|m| m["direction"] == "inbound" && m["text"] == "Yes please")
-                .then_some(())
-        },
-        &stack,
-    )
-    .await;
+    let choosable = [
+        (
+            json!({ "type": "buttons", "body": "Shall I reserve it?",
+                    "buttons": [{ "id": "reserve-yes", "title": "Yes please" },
+                                { "id": "reserve-no", "title": "No thanks" }] }),
+            ["reserve-yes", "reserve-no"],
+            "Yes please",
+        ),
+        (
+            json!({ "type": "list", "body": "Which size?", "button": "Sizes",
+                    "sections": [{ "title": "In stock", "rows": [
+                        { "id": "size-m", "title": "M", "description": "2 left" },
+                        { "id": "size-l", "title": "L" }] }] }),
+            ["size-m", "size-l"],
+            "M",
+        ),
+    ];
+    for (message, ids, choice) in choosable {
+        let sent = reqwest::Client::new()
+            .post(format!("{console_url}v1/messages"))
+            .bearer_auth(&token)
+            .json(&json!({ "contactId": CUSTOMER, "message": message }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 201, "{}", sent.text().await.unwrap());
+        wait_for(
+            &page,
+            "the choices on the phone",
+            STEP,
+            PHONE_BUBBLES,
+            |b| {
+                business_bubbles(b)
+                    .iter()
+                    .any(|b| b["choices"] == json!(ids))
+                    .then_some(())
+            },
+            &stack,
+        )
+        .await;
+        click(&page, &format!("button.choice[data-id='{}']", ids[0])).await;
+        wait_for(
+            &page,
+            "the customer's choice in the inbox",
+            STEP,
+            THREAD,
+            |messages| {
+                messages
+                    .as_array()?
+                    .iter()
+                    .any(|m| {
+                        m["direction"] == "inbound"
+                            && m["type"] == "interactive"
+                            && m["text"] == choice
+                    })
+                    .then_some(())
+            },
+            &stack,
+        )
+        .await;
+    }
 
     // Nothing from the AI after the pause: the phone holds the reply to "Hello", the person's
-    // answer and the buttons, and the inbox one AI reply.
+    // answer, the buttons and the list, and the inbox one AI reply.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let bubbles = page.execute(PHONE_BUBBLES, vec![]).await.unwrap();
     let texts: Vec<Value> = business_bubbles(&bubbles)
@@ -430,7 +450,8 @@ async fn in_the_console_a_customer_chats_with_the_bot_and_a_person_takes_over() 
         [
             reply["text"].clone(),
             json!(answer),
-            json!("Shall I reserve it?")
+            json!("Shall I reserve it?"),
+            json!("Which size?"),
         ],
         "no AI reply while the bot is paused"
     );

@@ -407,6 +407,7 @@ function renderThread() {
     div.className = `msg ${m.direction}`;
     div.dataset.wamid = m.id;
     div.dataset.direction = m.direction;
+    div.dataset.type = m.type;
     div.dataset.status = m.status || "";
     const text = document.createElement("span");
     text.className = "text";
