@@ -3,6 +3,7 @@
 
 mod ai_config;
 mod auth;
+mod console;
 mod contacts;
 mod helpers;
 mod inbox;

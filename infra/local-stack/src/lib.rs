@@ -2,6 +2,7 @@
 //! functions under `cargo lambda watch`. The demo and the integration tests both stand on it.
 
 pub mod bridge;
+pub mod console;
 pub mod kapso_platform;
 pub mod moto;
 pub mod paths;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use local_stack::bridge::{Bridge, HttpInvoker};
+use local_stack::console;
 use local_stack::kapso_platform::{KapsoPlatformStandIn, ProjectWebhook};
 use local_stack::standins::{self, StandIn};
 use local_stack::token::{LOCAL_JWT_SECRET, TokenSpec};
@@ -66,6 +67,23 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "resend_api_key": "local-resend-api-key",
         "integration_encryption_key": "bG9jYWwtc3RhY2staW50ZWdyYXRpb24ta2V5LTMyYiE=",
     });
+    // DEMO_LLM=real: a real LLM the person running the stack configures, GROK_API_KEY (with
+    // GROK_BASE_URL, default xAI) and/or SEALION_URL (SEA-LION on Ollama). Otherwise nothing
+    // leaves the machine, whatever the shell holds.
+    let use_real = std::env::var("DEMO_LLM").as_deref() == Ok("real");
+    let real = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| use_real && !v.is_empty())
+    };
+    ensure!(
+        !use_real || real("GROK_API_KEY").is_some() || real("SEALION_URL").is_some(),
+        "DEMO_LLM=real needs SEALION_URL (SEA-LION on Ollama) and/or GROK_API_KEY"
+    );
+    let mut secrets = secrets;
+    if let Some(key) = real("GROK_API_KEY") {
+        secrets["grok_api_key"] = json!(key);
+    }
     let provisioned = template
         .provision(&aws, STACK_NAME, &secrets.to_string())
         .await?;
@@ -100,16 +118,30 @@ async fn start_stack() -> anyhow::Result<Stack> {
     let resend = standins::resend().await?;
     env.insert("RESEND_BASE_URL".into(), resend.base_url.clone());
     detail(&format!("Resend stand-in at {}", resend.base_url));
-    env.insert(
-        "GROK_BASE_URL".into(),
-        "http://127.0.0.1:9/unreachable".into(),
-    );
-    match &llm {
-        Some(llm) => {
+    match (real("GROK_API_KEY"), real("GROK_BASE_URL")) {
+        (Some(_), url) => {
+            if let Some(url) = url {
+                env.insert("GROK_BASE_URL".into(), url);
+            }
+            detail("Grok answers too (GROK_API_KEY is set)");
+        }
+        (None, _) => {
+            env.insert(
+                "GROK_BASE_URL".into(),
+                "http://127.0.0.1:9/unreachable".into(),
+            );
+        }
+    }
+    match (&llm, real("SEALION_URL")) {
+        (Some(llm), _) => {
             env.insert("SEALION_URL".into(), format!("{}/v1", llm.base_url));
             detail(&format!("LLM stand-in at {} (as SEA-LION)", llm.base_url));
         }
-        None => {
+        (None, Some(url)) => {
+            detail(&format!("SEA-LION at {url} (SEALION_URL)"));
+            env.insert("SEALION_URL".into(), url);
+        }
+        (None, None) => {
             env.remove("SEALION_URL");
             detail("no LLM configured: the built-in offline responder answers");
         }
@@ -676,6 +708,25 @@ async fn up() -> anyhow::Result<()> {
         "curl -H 'Authorization: Bearer {token}' {}/v1/ai-config",
         stack.watch.base_url()
     ));
+    let console = console::serve(
+        console::ConsoleConfig {
+            functions_url: stack.watch.base_url(),
+            whatsapp_url: stack.whatsapp.base_url.clone(),
+            meta_app_secret: META_APP_SECRET.into(),
+            kapso_webhook_secret: KAPSO_SECRET.into(),
+            businesses: vec![console::Business {
+                workspace: WORKSPACE.into(),
+                name: "Demo shop".into(),
+                phone_number_id: PHONE_NUMBER_ID.into(),
+                display_phone_number: "15550100".into(),
+            }],
+            customer: CUSTOMER.into(),
+            customer_name: "Sheena Nelson".into(),
+        },
+        port_from_env("CONSOLE_PORT")?,
+    )
+    .await?;
+    detail(&format!("console:            {}", console.url));
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

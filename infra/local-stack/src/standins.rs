@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 /// One request a stand-in received.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Recorded {
+    /// Its place in the stand-in's log, from 1: `GET /_requests?since=N` lists those after N.
+    pub seq: u64,
     pub path: String,
     /// Which credential came with it: `x-api-key`, `bearer`, or none.
     pub auth: Option<&'static str>,
@@ -43,7 +45,9 @@ impl Log {
             None
         };
         if let Ok(mut requests) = self.requests.lock() {
+            let seq = requests.len() as u64 + 1;
             requests.push(Recorded {
+                seq,
                 path,
                 auth,
                 body,
@@ -135,8 +139,21 @@ async fn send_message(
     }))
 }
 
-async fn list_requests(State(log): State<Log>) -> Json<Value> {
-    let requests = log.requests.lock().map(|r| r.clone()).unwrap_or_default();
+/// `GET /_requests[?since=N]`: every recorded request, or those after the `seq` N (a poller's
+/// cursor: pass the last `seq` it saw).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Since {
+    since: Option<u64>,
+}
+
+async fn list_requests(State(log): State<Log>, Query(cursor): Query<Since>) -> Json<Value> {
+    let since = cursor.since.unwrap_or(0);
+    let requests: Vec<Recorded> = log
+        .requests
+        .lock()
+        .map(|r| r.iter().filter(|r| r.seq > since).cloned().collect())
+        .unwrap_or_default();
     Json(serde_json::to_value(requests).unwrap_or(Value::Null))
 }
 
@@ -198,4 +215,55 @@ async fn send_email(
     );
     log.record("/emails".into(), &headers, body, Some(id.clone()));
     Json(json!({ "id": id }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_request_list_resumes_after_a_cursor() {
+        let standin = whatsapp().await.unwrap();
+        let http = reqwest::Client::new();
+        for text in ["one", "two", "three"] {
+            http.post(format!("{}/v23.0/123/messages", standin.base_url))
+                .json(&json!({ "to": "16505551234", "type": "text", "text": { "body": text } }))
+                .send()
+                .await
+                .unwrap();
+        }
+        let after_first: Vec<Value> = http
+            .get(format!("{}/_requests?since=1", standin.base_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let texts: Vec<_> = after_first
+            .iter()
+            .map(|r| {
+                (
+                    r["seq"].as_u64().unwrap(),
+                    r["body"]["text"]["body"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(texts, [(2, json!("two")), (3, json!("three"))]);
+        let all: Vec<Value> = http
+            .get(format!("{}/_requests", standin.base_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        let response = http
+            .get(format!("{}/_requests?since=soon", standin.base_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+    }
 }
