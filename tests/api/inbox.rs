@@ -442,6 +442,40 @@ async fn after_patch_bot_paused_a_customer_message_is_stored_without_an_ai_reply
 }
 
 #[tokio::test]
+async fn the_conversation_list_shows_which_conversations_a_person_has_taken_over() {
+    let inbox = inbox(false).await;
+    for (customer, wamid) in [
+        (CUSTOMERS[0], "wamid.LISTP1"),
+        (CUSTOMERS[1], "wamid.LISTP2"),
+    ] {
+        inbox.customer_writes(customer, wamid, "Hello").await;
+    }
+    let paused_id = inbox.conversation_of(CUSTOMERS[0]).await;
+    let other_id = inbox.conversation_of(CUSTOMERS[1]).await;
+    inbox
+        .ok(
+            "PATCH",
+            &format!("/v1/conversations/{paused_id}"),
+            "",
+            Some(&json!({ "botPaused": true })),
+        )
+        .await;
+
+    let list = inbox.ok("GET", "/v1/conversations", "", None).await;
+    let paused_of = |id: &str| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} listed: {list}"))["botPaused"]
+            .clone()
+    };
+    assert_eq!(paused_of(&paused_id), true, "{list}");
+    assert_eq!(paused_of(&other_id), false, "{list}");
+}
+
+#[tokio::test]
 async fn an_ended_conversation_cannot_be_paused_or_reopened_and_the_next_message_starts_a_new_one()
 {
     let inbox = inbox(false).await;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::types::KeysAndAttributes;
 use time::OffsetDateTime;
 
 use crate::conversations::model::ContactRef;
@@ -14,7 +15,7 @@ use crate::dashboard::inbox::{
     Message, MessageError, StatusChange,
 };
 use crate::dashboard::page::{Page, PageKey};
-use crate::ids::{ConversationId, WorkspaceId};
+use crate::ids::{ConversationId, PhoneNumberId, WaId, WorkspaceId};
 
 use super::conversations::{
     self, ConversationItem, conversation_id_key, touch_expression, touch_values,
@@ -48,6 +49,16 @@ fn view(c: ConversationItem, bot_paused: bool) -> Conversation {
         ended_at: c.ended_at.map(|t| t.0),
         bot_paused,
     }
+}
+
+/// Whether the contact's thread with `number` has the bot paused in conversation `id`: only the
+/// thread's current conversation can be.
+fn thread_paused(contact: &Item, number: &PhoneNumberId, id: &ConversationId) -> bool {
+    let current: Option<ConversationId> =
+        attribute(contact, &thread_attr(number, "conversation_id")).unwrap_or(None);
+    let paused: Option<bool> =
+        attribute(contact, &thread_attr(number, "bot_paused")).unwrap_or(None);
+    current.as_ref() == Some(id) && paused == Some(true)
 }
 
 fn message_view(m: MessageItem) -> Message {
@@ -211,6 +222,59 @@ impl DynamoStore {
         Ok((items, next))
     }
 
+    /// The contact items of `conversations`, by WhatsApp id, read in batches of 100 (what
+    /// BatchGetItem takes), with the keys DynamoDB leaves unprocessed asked again.
+    async fn contacts_of(
+        &self,
+        ws: &WorkspaceId,
+        conversations: &[ConversationItem],
+    ) -> StoreResult<HashMap<String, Item>> {
+        let mut wa_ids: Vec<&WaId> = conversations.iter().map(|c| &c.wa_id).collect();
+        wa_ids.sort_by_key(|w| w.as_str());
+        wa_ids.dedup();
+        let mut found = HashMap::new();
+        for chunk in wa_ids.chunks(100) {
+            let keys = chunk.iter().map(|w| key(contact_key(ws, w))).collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(corrupt)?,
+            );
+            for _ in 0..5 {
+                let Some(keys) = request.take() else { break };
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let wa_id: Option<String> = attribute(&item, "wa_id")?;
+                    if let Some(wa_id) = wa_id {
+                        found.insert(wa_id, item);
+                    }
+                }
+                request = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys.is_empty());
+            }
+            if request.is_some() {
+                return Err(StoreError::Unavailable(
+                    "DynamoDB left contacts unprocessed after five reads".into(),
+                ));
+            }
+        }
+        Ok(found)
+    }
+
     async fn contact_thread_state(
         &self,
         contact: &ContactRef,
@@ -225,9 +289,10 @@ impl DynamoStore {
             &thread_attr(&contact.phone_number_id, "conversation_id"),
         )?;
         let is_current = current.as_ref() == Some(id);
-        let paused: bool = attribute(&item, &thread_attr(&contact.phone_number_id, "bot_paused"))?
-            .unwrap_or(false);
-        Ok((is_current, is_current && paused))
+        Ok((
+            is_current,
+            thread_paused(&item, &contact.phone_number_id, id),
+        ))
     }
 }
 
@@ -277,8 +342,19 @@ impl InboxStore for DynamoStore {
             .await?;
         let items = items
             .into_iter()
-            .map(|item| Ok(view(from_item::<ConversationItem>(item)?, false)))
+            .map(from_item::<ConversationItem>)
             .collect::<StoreResult<Vec<_>>>()?;
+        // `botPaused` lives on the contact's thread: one batch read for the page's contacts.
+        let contacts = self.contacts_of(ws, &items).await?;
+        let items = items
+            .into_iter()
+            .map(|c| {
+                let paused = contacts.get(c.wa_id.as_str()).is_some_and(|contact| {
+                    thread_paused(contact, &c.phone_number_id, &c.conversation_id)
+                });
+                view(c, paused)
+            })
+            .collect();
         Ok(Page { items, next })
     }
 
