@@ -154,13 +154,20 @@ async fn kapso_knows_the_number_as(world: &integration_tests::processor::World, 
         .await;
 }
 
-/// `whatsapp.phone_number.created`, as Kapso sends it for one of the project's customers.
-fn phone_number_created(customer: &KapsoCustomerId) -> serde_json::Value {
-    json!({
+/// Kapso's signed `whatsapp.phone_number.created` project webhook for the number, given to
+/// `customer`, posted to ingest (and so onto the queue).
+async fn kapso_announces_the_number_for(
+    world: &integration_tests::processor::World,
+    customer: &KapsoCustomerId,
+) {
+    let event = json!({
         "phone_number_id": PHONE_NUMBER_ID,
         "project": { "id": "990e8400-e29b-41d4-a716-446655440004" },
         "customer": { "id": customer.as_str() }
-    })
+    });
+    world
+        .deliver_kapso_project("whatsapp.phone_number.created", &event)
+        .await;
 }
 
 #[tokio::test]
@@ -179,12 +186,7 @@ async fn the_phone_number_created_project_webhook_alone_connects_the_number_and_
     assert!(world.sent_texts().await.is_empty());
 
     // The business closed the browser before the success redirect: only the webhook comes.
-    world
-        .deliver_kapso_project(
-            "whatsapp.phone_number.created",
-            &phone_number_created(&customer),
-        )
-        .await;
+    kapso_announces_the_number_for(&world, &customer).await;
     world.pump().await;
 
     let pn = PhoneNumberId::parse(PHONE_NUMBER_ID).unwrap();
@@ -213,12 +215,7 @@ async fn a_project_webhook_for_a_number_kapso_gives_to_another_customer_connects
     let world = unconnected_world(&customer).await;
     kapso_knows_the_number_as(&world, "someone-else").await;
 
-    world
-        .deliver_kapso_project(
-            "whatsapp.phone_number.created",
-            &phone_number_created(&customer),
-        )
-        .await;
+    kapso_announces_the_number_for(&world, &customer).await;
     // pump() panics unless the queue drains: the event is acknowledged, not redelivered.
     world.pump().await;
 
@@ -242,12 +239,7 @@ async fn a_project_webhook_for_a_customer_of_no_workspace_connects_nothing() {
     let stranger = KapsoCustomerId::parse(unique_name("cus")).unwrap();
     kapso_knows_the_number_as(&world, stranger.as_str()).await;
 
-    world
-        .deliver_kapso_project(
-            "whatsapp.phone_number.created",
-            &phone_number_created(&stranger),
-        )
-        .await;
+    kapso_announces_the_number_for(&world, &stranger).await;
     world.pump().await;
 
     let pn = PhoneNumberId::parse(PHONE_NUMBER_ID).unwrap();
@@ -288,12 +280,7 @@ async fn a_project_webhook_while_kapso_cannot_confirm_the_number_is_retried_and_
         .await
         .unwrap();
 
-    world
-        .deliver_kapso_project(
-            "whatsapp.phone_number.created",
-            &phone_number_created(&customer),
-        )
-        .await;
+    kapso_announces_the_number_for(&world, &customer).await;
     let bridge = world.bridge();
     let first = bridge.pump_once(0).await.unwrap();
     assert_eq!(first.received, 1);
