@@ -51,6 +51,8 @@ async fn main() {
             std::hint::black_box(v);
         }
         let parse = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-        println!("round {round}: lambda_http parse + axum dispatch + body: {full:.1} µs; serde_json::Value parse alone: {parse:.1} µs");
+        println!(
+            "round {round}: lambda_http parse + axum dispatch + body: {full:.1} µs; serde_json::Value parse alone: {parse:.1} µs"
+        );
     }
 }
