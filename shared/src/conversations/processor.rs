@@ -573,20 +573,19 @@ where
             tracing::info!(wamid = %wamid, opted_out, changed, "opt keyword applied without confirmation");
             return Ok(());
         }
-        // A number in error (its token refused) or disconnected sends nothing, confirmations
-        // included; the keyword itself is applied above.
-        if integration.status != IntegrationStatus::Active {
-            tracing::warn!(wamid = %wamid, opted_out, "opt keyword applied; no confirmation, the number's connection is not active");
-            return Ok(());
-        }
         let confirmation = if opted_out {
             &self.settings.opt_out_confirmation
         } else {
             &self.settings.opt_in_confirmation
         };
         let secrets = self.secrets.get().await.map_err(ProcessError::Secrets)?;
-        let Some(channel) = channel(integration, &secrets) else {
-            return Ok(());
+        // The keyword itself is applied above, whatever the number can send.
+        let channel = match channel(integration, &secrets) {
+            Ok(channel) => channel,
+            Err(e) => {
+                tracing::warn!(wamid = %wamid, opted_out, reason = %e, "opt keyword applied without confirmation");
+                return Ok(());
+            }
         };
         let draft = ReplyDraft {
             workspace_id: integration.workspace_id.clone(),
@@ -768,7 +767,7 @@ where
         };
         let config = self.ai_config(&integration.workspace_id).await?;
         let secrets = self.secrets.get().await.map_err(ProcessError::Secrets)?;
-        let Some(channel) = channel(&integration, &secrets) else {
+        let Ok(channel) = channel(&integration, &secrets) else {
             return Ok(());
         };
         let send_by = deadline.checked_sub(SEND_RESERVE).unwrap_or(deadline);
@@ -1030,12 +1029,35 @@ fn answerable(kind: &str) -> bool {
     )
 }
 
-/// How an integration sends. A Kapso number goes through Kapso with the platform key; a Meta
-/// number with a token of its own (a manual integration) sends with that token, opened here
-/// and handed straight to the client, and never with the app's; a Meta number without one
-/// (the seeded local and demo numbers) uses the app-wide `meta_access_token`. Missing or
-/// unopenable credentials are logged and counted: nothing can be sent for that number.
-pub(crate) fn channel(integration: &Integration, secrets: &AppSecrets) -> Option<Channel> {
+/// Why a number cannot send.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum Unsendable {
+    /// Disconnected, or in `error` (WhatsApp refused its token): not used until reconnected.
+    #[error("the number cannot send: {0}")]
+    Inactive(String),
+    #[error("no API credentials are configured for the number")]
+    NoCredentials,
+}
+
+/// How an integration sends; the one place every send (AI replies, opt-keyword confirmations,
+/// the dashboard's messages, reminders) gets its credentials. A number that is not active
+/// sends nothing. A Kapso number goes through Kapso with the platform key; a Meta number with
+/// a token of its own (a manual integration) sends with that token, opened here and handed
+/// straight to the client, and never with the app's; a Meta number without one (the seeded
+/// local and demo numbers) uses the app-wide `meta_access_token`. Missing or unopenable
+/// credentials are logged and counted.
+pub(crate) fn channel(
+    integration: &Integration,
+    secrets: &AppSecrets,
+) -> Result<Channel, Unsendable> {
+    if integration.status != IntegrationStatus::Active {
+        return Err(Unsendable::Inactive(
+            integration
+                .error
+                .clone()
+                .unwrap_or_else(|| "it is not connected".into()),
+        ));
+    }
     let channel = match (integration.provider, &integration.access_token) {
         (Provider::Kapso, _) => secrets
             .kapso_api_key
@@ -1053,11 +1075,11 @@ pub(crate) fn channel(integration: &Integration, secrets: &AppSecrets) -> Option
             .clone()
             .map(|access_token| Channel::Meta { access_token }),
     };
-    if channel.is_none() {
-        tracing::error!(provider = ?integration.provider, "no API credentials for the number; cannot reply");
+    channel.ok_or_else(|| {
+        tracing::error!(provider = ?integration.provider, "no API credentials for the number; cannot send");
         count_metric("MissingSendCredentials", 1);
-    }
-    channel
+        Unsendable::NoCredentials
+    })
 }
 
 /// Known tenants are cached longer than unknown numbers, so a newly connected number is

@@ -17,8 +17,8 @@ use utoipa::ToSchema;
 
 use super::DashboardError;
 use crate::conversations::model::{
-    ContactState, Direction, Integration, IntegrationStatus, IntentOutcome, MessageStatus,
-    NewMessage, Provider, ReplyDraft, ReplyIntent, ReplyPart, UnsettledReply,
+    ContactState, Direction, Integration, IntentOutcome, MessageStatus, NewMessage, Provider,
+    ReplyDraft, ReplyIntent, ReplyPart, UnsettledReply,
 };
 use crate::conversations::processor::channel;
 use crate::conversations::store::{MessageStore, ReplyStore, StoreError, StoreResult, TenantStore};
@@ -473,25 +473,13 @@ async fn send_once<D: SendStore, S: SecretSource>(
     if template.is_none() && !window_open {
         return Err(SendError::OutsideWindow);
     }
-    if integration.status != IntegrationStatus::Active {
-        return Err(SendError::NumberUnavailable(format!(
-            "the number {pn} cannot send: {}",
-            integration
-                .error
-                .as_deref()
-                .unwrap_or("it is not connected")
-        )));
-    }
     let secrets = sender
         .secrets
         .get()
         .await
         .map_err(|_| SendError::SecretsUnavailable)?;
-    let Some(channel) = channel(&integration, &secrets) else {
-        return Err(SendError::NumberUnavailable(
-            "no API credentials are configured for this number".into(),
-        ));
-    };
+    let channel = channel(&integration, &secrets)
+        .map_err(|e| SendError::NumberUnavailable(format!("{pn}: {e}")))?;
     let deadline = Instant::now() + SEND_TIMEOUT;
     let job = Job {
         integration: &integration,

@@ -375,7 +375,7 @@ mod tests {
         use secrecy::ExposeSecret;
 
         use crate::conversations::model::{Integration, IntegrationStatus, Provider};
-        use crate::conversations::processor::channel;
+        use crate::conversations::processor::{Unsendable, channel};
         use crate::ids::{PhoneNumberId, WorkspaceId};
         use crate::onboarding::sealed::EncryptionKey;
         use crate::secrets::AppSecrets;
@@ -408,8 +408,8 @@ mod tests {
             }
         }
 
-        fn bearer(channel: Option<Channel>) -> Option<String> {
-            match channel? {
+        fn bearer(channel: Result<Channel, Unsendable>) -> Option<String> {
+            match channel.ok()? {
                 Channel::Meta { access_token } => Some(access_token.expose_secret().to_owned()),
                 Channel::Kapso { .. } => None,
             }
@@ -432,10 +432,28 @@ mod tests {
         fn a_number_whose_token_cannot_be_opened_sends_nothing_rather_than_the_apps_token() {
             let other_key = "MTExMTExMTExMTExMTExMTExMTExMTExMTExMTExMTE=";
             for key in [None, Some("bad"), Some(other_key)] {
-                assert!(
-                    channel(&meta_number(Some("own")), &secrets(key)).is_none(),
+                assert_eq!(
+                    channel(&meta_number(Some("own")), &secrets(key)).err(),
+                    Some(Unsendable::NoCredentials),
                     "{key:?}"
                 );
+            }
+        }
+
+        #[test]
+        fn a_number_in_error_or_disconnected_sends_nothing_whatever_its_credentials() {
+            let s = secrets(Some(KEY));
+            for own in [Some("own"), None] {
+                let mut refused = meta_number(own);
+                refused.status = IntegrationStatus::Error;
+                refused.error = Some("Error validating access token".into());
+                assert_eq!(
+                    channel(&refused, &s).err(),
+                    Some(Unsendable::Inactive("Error validating access token".into()))
+                );
+                let mut gone = meta_number(own);
+                gone.status = IntegrationStatus::Disconnected;
+                assert!(matches!(channel(&gone, &s), Err(Unsendable::Inactive(_))));
             }
         }
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use time::OffsetDateTime;
 
-use crate::conversations::model::{Integration, IntegrationStatus};
+use crate::conversations::model::Integration;
 use crate::conversations::processor::channel;
 use crate::conversations::store::{StoreError, TenantStore};
 use crate::ids::PhoneNumberId;
@@ -370,14 +370,9 @@ where
             }
             Err(e) => return Attempt::Retry(format!("tenant lookup failed: {e}"), None),
         };
-        if integration.status != IntegrationStatus::Active {
-            return Attempt::Refused(format!(
-                "the sending number's integration is {:?}",
-                integration.status
-            ));
-        }
-        let Some(channel) = channel(&integration, &secrets) else {
-            return Attempt::Refused("no WhatsApp API credentials are configured".into());
+        let channel = match channel(&integration, &secrets) {
+            Ok(channel) => channel,
+            Err(e) => return Attempt::Refused(e.to_string()),
         };
         let recipient = match self
             .store
