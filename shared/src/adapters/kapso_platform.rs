@@ -1,7 +1,7 @@
 //! The Kapso platform API client (customers, setup links, phone numbers) behind the
 //! [`KapsoPlatform`] port. It authenticates with `X-API-Key`, the app secret's `kapso_api_key`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -19,24 +19,30 @@ use crate::secrets::{SecretSource, SecretsCache};
 pub const PLATFORM_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct KapsoPlatformClient<S> {
-    http: reqwest::Client,
+    /// Built on first use: the processor holds a client for the rare project webhook, and its
+    /// cold start should not pay for a TLS-configured HTTP client it may never use.
+    http: OnceLock<reqwest::Client>,
     base_url: String,
     secrets: Arc<SecretsCache<S>>,
 }
 
 impl<S: SecretSource> KapsoPlatformClient<S> {
-    /// Built once at cold start; failing to build the HTTP client (TLS backend) fails init.
     pub fn new(base_url: impl Into<String>, secrets: Arc<SecretsCache<S>>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(PLATFORM_TIMEOUT)
-            .build()
-            .expect("the HTTP client (TLS backend, resolver) could not be initialised");
         Self {
-            http,
+            http: OnceLock::new(),
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             secrets,
         }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(PLATFORM_TIMEOUT)
+                .build()
+                .expect("the HTTP client (TLS backend, resolver) could not be initialised")
+        })
     }
 
     async fn send<T: DeserializeOwned>(
@@ -133,7 +139,7 @@ impl<S: SecretSource> KapsoPlatform for KapsoPlatformClient<S> {
             "customer": { "name": name, "external_customer_id": external_id.as_str() }
         });
         let row: Option<CustomerRow> = self
-            .send(self.http.post(self.url("/customers")).json(&body))
+            .send(self.http().post(self.url("/customers")).json(&body))
             .await?;
         Ok(row.ok_or_else(|| missing("the customers route"))?.id)
     }
@@ -146,7 +152,7 @@ impl<S: SecretSource> KapsoPlatform for KapsoPlatformClient<S> {
         let path = format!("/customers/{}/setup_links", urlencode(customer.as_str()));
         let body = serde_json::json!({ "setup_link": spec });
         let row: SetupLinkRow = self
-            .send(self.http.post(self.url(&path)).json(&body))
+            .send(self.http().post(self.url(&path)).json(&body))
             .await?
             .ok_or_else(|| missing("the customer"))?;
         Ok(CreatedSetupLink {
@@ -161,7 +167,7 @@ impl<S: SecretSource> KapsoPlatform for KapsoPlatformClient<S> {
         phone_number_id: &PhoneNumberId,
     ) -> Result<Option<PlatformNumber>, PlatformError> {
         let path = format!("/whatsapp/phone_numbers/{}", phone_number_id.as_str());
-        let row: Option<PhoneNumberRow> = self.send(self.http.get(self.url(&path))).await?;
+        let row: Option<PhoneNumberRow> = self.send(self.http().get(self.url(&path))).await?;
         Ok(row.map(|r| PlatformNumber {
             customer_id: r.customer_id.and_then(|c| KapsoCustomerId::parse(c).ok()),
             display_phone_number: r.display_phone_number,
