@@ -67,6 +67,16 @@ pub struct SecretsCache<S> {
     cache: Cache<(), Arc<AppSecrets>>,
 }
 
+/// A clone shares the cache (and its one fetch) with the original.
+impl<S> Clone for SecretsCache<S> {
+    fn clone(&self) -> Self {
+        Self {
+            source: Arc::clone(&self.source),
+            cache: self.cache.clone(),
+        }
+    }
+}
+
 impl<S: SecretSource> SecretsCache<S> {
     pub fn new(source: S, ttl: Duration) -> Self {
         Self {
@@ -131,6 +141,16 @@ mod tests {
                 "s3cret"
             );
         }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_clone_shares_the_cache_so_two_users_of_it_fetch_once() {
+        let (source, calls) = counting(Ok(r#"{"meta_app_secret":"s3cret"}"#));
+        let cache = SecretsCache::new(source, Duration::from_secs(60));
+        let other = cache.clone();
+        cache.get().await.unwrap();
+        other.get().await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 

@@ -26,21 +26,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = ProcessorConfig::from_env(&env)?;
     let aws = aws_config().await;
     let store = DynamoStore::new(&aws, &config.table_name);
+    let secrets = secrets_cache(&aws, &config.common);
     // Kapso project webhooks (a number connected through a setup link) are confirmed with the
     // platform API and activated through onboarding's one activation path.
     let project_events = ProjectEvents {
         store: store.clone(),
-        platform: KapsoPlatformClient::new(
-            platform_base_url(&env)?,
-            Arc::new(secrets_cache(&aws, &config.common)),
-        ),
+        platform: KapsoPlatformClient::new(platform_base_url(&env)?, Arc::new(secrets.clone())),
     };
     let processor = Arc::new(
         Processor::new(
             store,
             WhatsAppClient::new(config.whatsapp, RetryPolicy::default()),
             LlmClient::new(),
-            secrets_cache(&aws, &config.common),
+            secrets,
             config.settings,
         )
         .with_account_events(Arc::new(project_events)),
