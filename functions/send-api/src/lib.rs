@@ -35,6 +35,7 @@ use shared::dashboard::quick_replies::{
 use shared::dashboard::send::{SendError, SendStore, UpstreamFailure};
 use shared::dashboard::{DashboardError, from_json};
 use shared::ids::WorkspaceId;
+use shared::onboarding::manual::ManualIntegrationError;
 use shared::secrets::{SecretSource, SecretsCache};
 use shared::telemetry::cause_chain;
 use shared::whatsapp::WhatsAppClient;
@@ -322,7 +323,7 @@ pub enum ApiError {
     #[error(transparent)]
     Platform(#[from] shared::onboarding::PlatformError),
     #[error(transparent)]
-    Integration(shared::onboarding::manual::ManualIntegrationError),
+    Integration(ManualIntegrationError),
 }
 
 impl From<SendError> for ApiError {
@@ -416,9 +417,27 @@ impl ApiError {
                 "something went wrong on our side".into(),
             ),
             Self::Send(e) => send_status(e),
-            Self::Integration(e) => whatsapp::integration_status(e),
+            Self::Integration(e) => integration_status(e),
         }
     }
+}
+
+/// The statuses of the manual integration's own failures (the typed codes).
+fn integration_status(e: &ManualIntegrationError) -> (StatusCode, &'static str, String) {
+    use ManualIntegrationError as E;
+    let (status, code) = match e {
+        E::InvalidCredentials(_) => (StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS"),
+        E::InvalidPhoneNumber(_) => (StatusCode::BAD_REQUEST, "INVALID_PHONE_NUMBER"),
+        E::ConnectionFailed(_) => (StatusCode::BAD_GATEWAY, "CONNECTION_FAILED"),
+        E::Taken => (StatusCode::CONFLICT, "number_taken"),
+        E::EncryptionUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        // Turned into `ApiError::Dashboard` by `From<ManualIntegrationError>`.
+        E::Invalid { .. } | E::NotFound | E::Store(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
+    };
+    // The variants' own text: never Meta's answer, never the token.
+    (status, code, e.to_string())
 }
 
 /// The statuses of a send (`POST /v1/messages`); see README, "Sending a message".

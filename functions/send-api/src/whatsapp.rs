@@ -155,24 +155,6 @@ impl From<ManualIntegrationError> for ApiError {
     }
 }
 
-/// The statuses of the manual integration's own failures (the typed codes).
-pub(crate) fn integration_status(e: &ManualIntegrationError) -> (StatusCode, &'static str, String) {
-    use ManualIntegrationError as E;
-    let (status, code) = match e {
-        E::InvalidCredentials(_) => (StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS"),
-        E::InvalidPhoneNumber(_) => (StatusCode::BAD_REQUEST, "INVALID_PHONE_NUMBER"),
-        E::ConnectionFailed(_) => (StatusCode::BAD_GATEWAY, "CONNECTION_FAILED"),
-        E::Taken => (StatusCode::CONFLICT, "number_taken"),
-        E::EncryptionUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        // Turned into `ApiError::Dashboard` by `From<ManualIntegrationError>`.
-        E::Invalid { .. } | E::NotFound | E::Store(_) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-        }
-    };
-    // The variants' own text: never Meta's answer, never the token.
-    (status, code, e.to_string())
-}
-
 impl From<SetupLinkError> for ApiError {
     fn from(e: SetupLinkError) -> Self {
         match e {
