@@ -30,7 +30,7 @@ async fn a_send_that_hangs_past_the_deadline_is_flagged_unknown_before_the_deadl
         .mount(&world.whatsapp)
         .await;
     let envelope = envelopes_of(&meta_text("wamid.HANG1", "Is my order ready?")).remove(0);
-    let time_left = Duration::from_secs(6);
+    let time_left = Duration::from_secs(7);
     let deadline = Instant::now() + time_left;
 
     let response = invoke_with_time_left(

@@ -76,6 +76,10 @@ pub struct WhatsAppClient {
     http: reqwest::Client,
     config: WhatsAppConfig,
     retry: RetryPolicy,
+    /// The least time left before the deadline for an attempt to be made: the connect timeout
+    /// plus [`MIN_ATTEMPT_TIME`]. With less, a connect that stalls would be cut by the request's
+    /// own timeout, which cannot tell "never connected" from "maybe delivered".
+    attempt_floor: Duration,
 }
 
 /// A number as Graph describes it (`GET /{phone_number_id}`).
@@ -123,6 +127,7 @@ impl WhatsAppClient {
             http,
             config,
             retry,
+            attempt_floor: connect_timeout + MIN_ATTEMPT_TIME,
         }
     }
 
@@ -133,8 +138,10 @@ impl WhatsAppClient {
     /// otherwise the `Throttled` error comes back at once. An error that may mean the message
     /// was sent is never retried, except for read receipts, which are idempotent.
     ///
-    /// A deadline already past when `send` is called gives [`WhatsAppError::Unreachable`]:
-    /// nothing was attempted.
+    /// A deadline too close for an attempt (less than the connect timeout plus
+    /// [`MIN_ATTEMPT_TIME`] left) gives [`WhatsAppError::Unreachable`]: nothing was attempted.
+    /// So every attempt made has room for its connect timeout, and a connect that stalls is
+    /// always reported as unreachable, never as "maybe delivered".
     #[tracing::instrument(skip_all, fields(phone_number_id = %phone_number_id, kind = message.kind_name()))]
     pub async fn send(
         &self,
@@ -154,11 +161,12 @@ impl WhatsAppClient {
         let mut attempts: u32 = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left < self.attempt_floor {
                 // Only reachable before the first attempt (retries wait only when they fit):
                 // nothing went out, so the caller may safely send again later.
                 return Err(WhatsAppError::Unreachable {
-                    message: "the deadline passed before the message could be sent".into(),
+                    message: "too little time was left before the deadline to send the message"
+                        .into(),
                 });
             }
             attempts += 1;
@@ -184,7 +192,7 @@ impl WhatsAppClient {
             let delay = error
                 .retry_after()
                 .map_or(backoff, |after| after.max(backoff));
-            if !retry::fits_before(deadline, delay, MIN_ATTEMPT_TIME) {
+            if !retry::fits_before(deadline, delay, self.attempt_floor) {
                 tracing::debug!(
                     attempts,
                     ?delay,
@@ -641,9 +649,15 @@ mod tests {
             .await;
 
         // Built first, so that the whole budget is left for the first attempt (on a loaded machine
-        // building a client takes a while); a second attempt can never fit in it.
-        let client = client(&server);
-        let deadline = Instant::now() + MIN_ATTEMPT_TIME;
+        // building a client takes a while). The budget holds one attempt and 100 ms more; a
+        // retry waits at least 200 ms, so it can never fit.
+        let connect_timeout = Duration::from_millis(100);
+        let client = WhatsAppClient::new(
+            client_at(&server.uri(), Duration::from_secs(5), connect_timeout).config,
+            RetryPolicy::new(3, Duration::from_millis(200), Duration::from_millis(200)),
+        );
+        let floor = connect_timeout + MIN_ATTEMPT_TIME;
+        let deadline = Instant::now() + floor + Duration::from_millis(100);
         let error = client
             .send(&meta(), &phone_number_id(), &hello(), deadline)
             .await
@@ -657,7 +671,7 @@ mod tests {
             }
         ));
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
-        assert!(Instant::now() < deadline + MIN_ATTEMPT_TIME);
+        assert!(Instant::now() < deadline);
     }
 
     #[tokio::test]
@@ -960,6 +974,36 @@ mod tests {
         assert!(
             started.elapsed() < Duration::from_secs(3),
             "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn with_less_time_left_than_the_connect_timeout_nothing_is_attempted() {
+        let (_listener, _filler, url) = hanging_listener();
+        let client = client_at(&url, Duration::from_secs(5), Duration::from_secs(1));
+
+        // The connect would hang; cut by the deadline instead of the connect timeout, it would
+        // look like a request that timed out after it was sent ("maybe delivered").
+        let started = Instant::now();
+        let error = client
+            .send(
+                &kapso(),
+                &phone_number_id(),
+                &hello(),
+                Instant::now() + Duration::from_millis(800),
+            )
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(&error, WhatsAppError::Unreachable { message } if message.contains("too little time")),
+            "{error:?}"
+        );
+        assert!(!error.may_have_been_delivered());
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "not even tried: {:?}",
             started.elapsed()
         );
     }
