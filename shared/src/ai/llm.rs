@@ -52,6 +52,21 @@ pub enum LlmError {
     },
 }
 
+impl LlmError {
+    /// Whether asking again cannot help: the provider refused the request itself (400, 404 or
+    /// 422, e.g. a model name or parameter the workspace's AI settings got wrong), and so did the
+    /// provider failed over to, if any. Timeouts, transport errors, throttling, 5xx and a refused
+    /// API key (401/403: the app-wide key, which an operator fixes for every workspace at once,
+    /// after which redelivery helps) may pass.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Http { status, .. } => matches!(status, 400 | 404 | 422),
+            Self::AllFailed { first, second } => first.is_permanent() && second.is_permanent(),
+            Self::Timeout { .. } | Self::Transport { .. } | Self::BadResponse { .. } => false,
+        }
+    }
+}
+
 /// Calls OpenAI-compatible chat endpoints. Build one per process and share it, so connections
 /// are pooled across invocations.
 #[derive(Debug, Clone)]
@@ -229,6 +244,34 @@ pub(crate) mod tests {
     use crate::ai::Role;
 
     pub(crate) const TEST_KEY: &str = "xai-test-key-do-not-print";
+
+    #[test]
+    fn only_a_refused_request_is_permanent_and_only_when_the_failover_was_refused_too() {
+        let http = |status| LlmError::Http {
+            provider: ProviderName::Grok,
+            status,
+        };
+        for status in [400, 404, 422] {
+            assert!(http(status).is_permanent(), "{status}");
+        }
+        for status in [401, 403, 408, 429, 500, 503] {
+            assert!(!http(status).is_permanent(), "{status}");
+        }
+        let timeout = LlmError::Timeout {
+            provider: ProviderName::Sealion,
+        };
+        assert!(!timeout.is_permanent());
+        let both_refused = LlmError::AllFailed {
+            first: Box::new(http(404)),
+            second: Box::new(http(400)),
+        };
+        assert!(both_refused.is_permanent());
+        let failover_timed_out = LlmError::AllFailed {
+            first: Box::new(http(404)),
+            second: Box::new(timeout),
+        };
+        assert!(!failover_timed_out.is_permanent());
+    }
 
     pub(crate) fn chat_request() -> ChatRequest {
         ChatRequest {

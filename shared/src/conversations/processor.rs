@@ -94,6 +94,8 @@ pub enum ProcessError {
     Secrets(#[source] SecretsError),
     #[error("no AI provider answered: {0}")]
     Ai(String),
+    #[error("the AI provider refused the request, and would refuse it again: {0}")]
+    AiRefused(String),
     #[error("the WhatsApp API asked us to retry later: {0}")]
     SendLater(#[source] WhatsAppError),
     #[error("the Lambda deadline is too close to continue")]
@@ -104,12 +106,13 @@ pub enum ProcessError {
 
 impl ProcessError {
     /// Whether no redelivery could ever succeed: the envelope itself, or an item it needs, is
-    /// not in a shape we can read. Everything else (outages, throttling, conflicts, the
-    /// deadline) may pass, and is retried.
+    /// not in a shape we can read, or the AI provider refused the request the workspace's
+    /// settings make. Everything else (outages, throttling, conflicts, the deadline, a secret
+    /// an operator must fix for every workspace) may pass, and is retried.
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Self::BadEnvelope(_) | Self::Store(StoreError::Corrupt(_))
+            Self::BadEnvelope(_) | Self::Store(StoreError::Corrupt(_)) | Self::AiRefused(_)
         )
     }
 }
@@ -829,7 +832,13 @@ where
         let completion = responder
             .reply(&contact_key, config.grok_weight, &request, answer_by)
             .await
-            .map_err(|e| ProcessError::Ai(e.to_string()))?;
+            .map_err(|e| {
+                if e.is_permanent() {
+                    ProcessError::AiRefused(e.to_string())
+                } else {
+                    ProcessError::Ai(e.to_string())
+                }
+            })?;
         tracing::info!(provider = completion.provider.as_str(), model = %completion.model, latency_ms = completion.latency_ms, "AI reply ready");
 
         let draft = ReplyDraft {
