@@ -3,13 +3,15 @@
 
 use integration_tests::processor::dynamo_item::{Item, n, s};
 use integration_tests::processor::{
-    Options, World, completion, envelopes_of, event, failures, invoke, meta_text, record,
-    spawn_world,
+    CloudApi, Options, World, cloud_api, completion, envelopes_of, event, failures, invoke,
+    meta_text, record, spawn_world,
 };
+use serde_json::{Value, json};
 use shared::conversations::model::Direction;
 use shared::conversations::store::MessageStore;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
+use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 const WHATSAPP_TEXT_LIMIT: usize = 4096;
 
@@ -162,4 +164,104 @@ async fn an_ai_answer_longer_than_one_whatsapp_text_is_sent_in_order_as_several_
     assert!(failures(&again).is_empty());
     assert_eq!(world.sent_texts().await.len(), parts.len());
     assert_eq!(world.grok.received_requests().await.unwrap().len(), 1);
+}
+
+/// The WhatsApp fake, except that the second text it is sent is refused with Kapso's rate limit
+/// and a `Retry-After` far beyond the invocation's deadline.
+struct SecondTextThrottled {
+    api: CloudApi,
+    texts: AtomicUsize,
+}
+
+impl Respond for SecondTextThrottled {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        if body["type"] == "text" && self.texts.fetch_add(1, Ordering::SeqCst) == 1 {
+            return ResponseTemplate::new(429)
+                .insert_header("retry-after", "60")
+                .set_body_json(json!({ "error": "Rate limit exceeded" }));
+        }
+        self.api.respond(request)
+    }
+}
+
+#[tokio::test]
+async fn a_later_part_throttled_past_the_deadline_is_sent_with_the_rest_on_redelivery_after_the_parts_already_sent_and_never_twice()
+ {
+    let world = spawn_world(Options {
+        grok_key: true,
+        ..Options::default()
+    })
+    .await;
+    let answer = long_answer();
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(&answer, "grok-test")))
+        .mount(&world.grok)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(SecondTextThrottled {
+            api: cloud_api(),
+            texts: AtomicUsize::new(0),
+        })
+        .with_priority(1)
+        .mount(&world.whatsapp)
+        .await;
+    let envelope = envelopes_of(&meta_text("wamid.LONG2", "Tell me everything")).remove(0);
+
+    let first = invoke(&world.processor, event(vec![record("long-1", &envelope)])).await;
+
+    assert_eq!(
+        failures(&first),
+        vec!["long-1".to_owned()],
+        "the record fails, so SQS redelivers it"
+    );
+    let tried = world.sent_texts().await;
+    assert_eq!(tried.len(), 2, "part 1 sent, part 2 throttled");
+    let key = tried[0]["biz_opaque_callback_data"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let interrupted = intent(&world, &key).await;
+    assert_eq!(s(&interrupted, "state"), "interrupted");
+    assert_eq!(n(&interrupted, "parts_sent"), Some(1));
+
+    // The redelivery sends the rest of the same answer, from part 2, without asking the model
+    // again.
+    let second = invoke(&world.processor, event(vec![record("long-2", &envelope)])).await;
+
+    assert!(failures(&second).is_empty(), "{:?}", failures(&second));
+    let sends: Vec<String> = world
+        .sent_texts()
+        .await
+        .iter()
+        .map(|b| b["text"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    let mut parts = sends.clone();
+    parts.remove(1); // the throttled request
+    assert_eq!(
+        sends[1], sends[2],
+        "part 2 is sent again after its throttled try"
+    );
+    assert_is_split_of(&parts, &answer);
+    assert_eq!(world.grok.received_requests().await.unwrap().len(), 1);
+    let settled = intent(&world, &key).await;
+    assert_eq!(s(&settled, "state"), "sent");
+    assert_eq!(n(&settled, "parts_sent"), Some(parts.len() as i64));
+    let conversation = world.conversation_id().await;
+    let stored = world
+        .store
+        .history(&conversation, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.direction == Direction::Outbound)
+        .count();
+    assert_eq!(stored, parts.len(), "each part stored once");
+
+    // A further redelivery sends nothing.
+    let third = invoke(&world.processor, event(vec![record("long-3", &envelope)])).await;
+
+    assert!(failures(&third).is_empty());
+    assert_eq!(world.sent_texts().await.len(), sends.len());
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use shared::adapters::dynamo::DynamoStore;
 use shared::conversations::model::{
     AiConfig, ContactRef, ContactState, ConversationChoice, FailedEvent, HistoryItem, Integration,
-    IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, StatusOutcome, StatusUpdate,
-    Stored, UnsettledReply,
+    IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, Resumption, StatusOutcome,
+    StatusUpdate, Stored, UnsettledReply,
 };
 use shared::conversations::store::{
     ContactStore, MessageStore, ReplyStore, StoreResult, TenantStore,
@@ -214,6 +214,14 @@ impl ReplyStore for SwitchingStore {
         store
             .record_reply(intent, message, part, answered_through)
             .await
+    }
+
+    async fn uncovered(&self, wamids: &[Wamid]) -> StoreResult<Vec<Wamid>> {
+        self.live.uncovered(wamids).await
+    }
+
+    async fn resume_reply(&self, intent: &ReplyIntent) -> StoreResult<Option<Resumption>> {
+        self.live.resume_reply(intent).await
     }
 
     async fn reconcile_reply(

@@ -169,8 +169,15 @@ pub struct Stored {
     pub conversation_id: ConversationId,
     /// This is the first time the message was seen.
     pub first_time: bool,
-    /// A reply (sent, or begun and not released) already covers the message.
-    pub covered: bool,
+    /// The reply (sent, or begun and not released) that already covers the message, if any.
+    pub covered_by: Option<ReplyIntent>,
+}
+
+impl Stored {
+    /// Whether a reply already covers the message.
+    pub fn covered(&self) -> bool {
+        self.covered_by.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +324,19 @@ pub struct ReplyDraft {
     pub source: Source,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When the newest customer message the reply answers was sent: recording the reply (its
+    /// last part, or its reconciliation) moves the thread's `answered_through` to it.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub answers_through: Option<OffsetDateTime>,
+}
+
+/// What is left of an interrupted split reply, taken back for sending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resumption {
+    pub draft: ReplyDraft,
+    pub covers: Vec<Wamid>,
+    /// How many parts went out before the interruption.
+    pub parts_sent: u32,
 }
 
 impl ReplyDraft {
@@ -364,15 +384,16 @@ impl ReplyPart {
 pub enum UnsettledReply {
     /// The API may have acted on the send: its status webhook will tell.
     Unknown,
-    /// Some parts of a split reply were sent and a later one was not.
-    Partial,
+    /// Some parts of a split reply were sent, and the next one certainly was not (throttled,
+    /// or the API unreachable): the rest goes out when the record is redelivered.
+    Interrupted,
 }
 
 impl UnsettledReply {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unknown => "unknown",
-            Self::Partial => "partial",
+            Self::Interrupted => "interrupted",
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::ai::{AiResponder, ChatMessage, ChatRequest, LlmClient, ProviderConfig
 use crate::conversations::model::{
     AiConfig, ContactState, ConversationChoice, Direction, FailedEvent, Integration,
     IntegrationStatus, IntentOutcome, MessageStatus, NewMessage, Provider, ReplyDraft, ReplyIntent,
-    ReplyPart, StatusOutcome, StatusUpdate, Stored, UnsettledReply,
+    ReplyPart, Resumption, StatusOutcome, StatusUpdate, Stored, UnsettledReply,
 };
 use crate::conversations::optout::{Keyword, keyword};
 use crate::conversations::store::{ProcessorStore, StoreError};
@@ -168,7 +168,6 @@ struct ReplyJob<'a> {
     intent: ReplyIntent,
     draft: ReplyDraft,
     covers: Vec<Wamid>,
-    answered_through: OffsetDateTime,
 }
 
 impl<S, X> Processor<S, X>
@@ -482,11 +481,17 @@ where
             }
         };
         if !stored.first_time {
-            tracing::info!(wamid = %wamid, covered = stored.covered, "message already stored (redelivery)");
+            tracing::info!(wamid = %wamid, covered = stored.covered(), "message already stored (redelivery)");
         }
         follow(&mut contact, &choice);
         // A racing writer may have stored the message first, in the conversation it chose.
         contact.conversation_id = Some(stored.conversation_id.clone());
+        // A redelivery of a message whose split reply was interrupted sends the rest of it.
+        if !stored.first_time
+            && let Some(intent) = &stored.covered_by
+        {
+            self.resume(intent, &integration, deadline).await?;
+        }
 
         // Opt-out and opt-in keywords are answered with a fixed confirmation, never by AI.
         if let Some(word) = text.as_deref().and_then(keyword) {
@@ -571,7 +576,7 @@ where
         // Confirm once: when this message changed the state, or on a redelivery (whose first
         // try may have failed to confirm; the intent and its coverage stop a second
         // confirmation). A replay of an old keyword changes the state silently.
-        let confirm = (changed || !stored.first_time) && !stored.covered && !self.too_old(at);
+        let confirm = (changed || !stored.first_time) && !stored.covered() && !self.too_old(at);
         if !confirm {
             tracing::info!(wamid = %wamid, opted_out, changed, "opt keyword applied without confirmation");
             return Ok(());
@@ -599,6 +604,7 @@ where
             ai: None,
             source: envelope.source,
             created_at: OffsetDateTime::now_utc(),
+            answers_through: Some(at),
         };
         let intent = ReplyIntent {
             conversation_id: stored.conversation_id.clone(),
@@ -611,7 +617,6 @@ where
                 intent,
                 draft,
                 covers: vec![wamid.clone()],
-                answered_through: at,
             },
             deadline,
         )
@@ -646,7 +651,7 @@ where
         }
         // Coverage is recorded per message when a reply begins (and removed if the send
         // certainly did not happen), so a redelivery is skipped exactly when a reply covers it.
-        if stored.covered {
+        if stored.covered() {
             return Ok(Some("a reply already covers this message"));
         }
         if contact.bot_paused {
@@ -850,6 +855,7 @@ where
             ai: Some(completion),
             source,
             created_at: OffsetDateTime::now_utc(),
+            answers_through: Some(trigger_at),
         };
         let intent = ReplyIntent {
             conversation_id,
@@ -862,7 +868,6 @@ where
                 intent,
                 draft,
                 covers: messages.into_iter().map(|(w, _)| w).collect(),
-                answered_through: trigger_at,
             },
             deadline,
         )
@@ -888,40 +893,105 @@ where
     /// Sends a reply at most once: the intent (with the messages it covers) is recorded first,
     /// and only its owner sends. A reply longer than one WhatsApp text goes out as several
     /// parts, in order, under the same intent. Every outcome is recorded before returning.
-    async fn send_reply(&self, job: ReplyJob<'_>, deadline: Instant) -> Result<(), ProcessError> {
+    async fn send_reply(
+        &self,
+        mut job: ReplyJob<'_>,
+        deadline: Instant,
+    ) -> Result<(), ProcessError> {
+        let mut attempts = 0;
+        loop {
+            match self
+                .store
+                .begin_reply(&job.intent, &job.draft, &job.covers)
+                .await?
+            {
+                IntentOutcome::Acquired => break,
+                IntentOutcome::AlreadySent => {
+                    tracing::info!("reply already sent for this message");
+                    return Ok(());
+                }
+                IntentOutcome::Covered => {
+                    // A racing reply covers some of the messages. If it covers the trigger, it
+                    // answered the newest of them; otherwise this reply answers what it left.
+                    let left = self.store.uncovered(&job.covers).await?;
+                    if attempts == CONFLICT_RETRIES || !left.contains(&job.intent.trigger) {
+                        tracing::info!("another reply already covers these messages");
+                        return Ok(());
+                    }
+                    attempts += 1;
+                    tracing::info!(
+                        left = left.len(),
+                        "another reply covers some of these messages; answering the rest"
+                    );
+                    job.covers = left;
+                }
+                IntentOutcome::OutcomeUnknown => {
+                    tracing::warn!(
+                        "an earlier send of this reply has an unknown outcome; not sending again"
+                    );
+                    count_metric("ReplyOutcomeUnknown", 1);
+                    return Ok(());
+                }
+            }
+        }
+        self.send_parts(&job, 0, deadline).await
+    }
+
+    /// Sends the rest of a split reply whose next part could not go out (throttled, or the API
+    /// unreachable), if `intent` is such a reply: only one invocation takes it back.
+    async fn resume(
+        &self,
+        intent: &ReplyIntent,
+        integration: &Integration,
+        deadline: Instant,
+    ) -> Result<(), ProcessError> {
+        let secrets = self.secrets.get().await.map_err(ProcessError::Secrets)?;
+        let Ok(channel) = channel(integration, &secrets) else {
+            return Ok(());
+        };
+        let Some(Resumption {
+            draft,
+            covers,
+            parts_sent,
+        }) = self.store.resume_reply(intent).await?
+        else {
+            return Ok(());
+        };
+        tracing::info!(intent = %intent.key(), parts_sent, "resuming an interrupted split reply");
+        let job = ReplyJob {
+            integration,
+            channel: &channel,
+            intent: intent.clone(),
+            draft,
+            covers,
+        };
+        self.send_parts(&job, parts_sent, deadline).await
+    }
+
+    /// Sends the parts of the job's reply after the first `parts_sent`, in order, recording each.
+    /// Every outcome is recorded before returning.
+    async fn send_parts(
+        &self,
+        job: &ReplyJob<'_>,
+        parts_sent: u32,
+        deadline: Instant,
+    ) -> Result<(), ProcessError> {
         let ReplyJob {
             integration,
             channel,
             intent,
             draft,
             covers,
-            answered_through,
         } = job;
-        match self.store.begin_reply(&intent, &draft, &covers).await? {
-            IntentOutcome::Acquired => {}
-            IntentOutcome::AlreadySent => {
-                tracing::info!("reply already sent for this message");
-                return Ok(());
-            }
-            IntentOutcome::Covered => {
-                tracing::info!("another reply already covers these messages");
-                return Ok(());
-            }
-            IntentOutcome::OutcomeUnknown => {
-                tracing::warn!(
-                    "an earlier send of this reply has an unknown outcome; not sending again"
-                );
-                count_metric("ReplyOutcomeUnknown", 1);
-                return Ok(());
-            }
-        }
+        let answered_through = draft.answers_through.unwrap_or(draft.created_at);
         let send_by = deadline.checked_sub(SEND_RESERVE).unwrap_or(deadline);
         let mut parts = split_text(&draft.text, MAX_TEXT_BODY);
         if parts.is_empty() {
             parts.push(draft.text.clone());
         }
         let of = u32::try_from(parts.len()).unwrap_or(u32::MAX);
-        for (index, text) in (1..).zip(&parts) {
+        let skip = usize::try_from(parts_sent).unwrap_or(usize::MAX);
+        for (index, text) in (1..).zip(&parts).skip(skip) {
             let part = ReplyPart { index, of };
             let mut message = Outgoing::text(draft.wa_id.clone(), text.clone());
             message.biz_opaque_callback_data = Some(intent.key());
@@ -933,16 +1003,12 @@ where
                 Ok(sent) => {
                     let Some(wamid) = sent.wamid else {
                         return self
-                            .unsettled(
-                                &intent,
-                                UnsettledReply::Unknown,
-                                "the API accepted the reply without a message id",
-                            )
+                            .unknown(intent, "the API accepted the reply without a message id")
                             .await;
                     };
                     self.store
                         .record_reply(
-                            &intent,
+                            intent,
                             &draft.message(wamid.clone(), text),
                             part,
                             answered_through,
@@ -955,20 +1021,22 @@ where
             };
             if error.may_have_been_delivered() {
                 tracing::error!(error = %error, part = index, "reply outcome unknown; flagged for reconciliation");
-                return self
-                    .unsettled(&intent, UnsettledReply::Unknown, &error.to_string())
-                    .await;
+                return self.unknown(intent, &error.to_string()).await;
             }
             if error.is_retryable() {
                 if index == 1 {
                     // Certainly not sent, and nothing of it was: let SQS redeliver and try again.
-                    self.store.release_reply(&intent, &covers).await?;
-                    return Err(ProcessError::SendLater(error));
+                    self.store.release_reply(intent, covers).await?;
+                } else {
+                    // The earlier parts went out and this one certainly did not: the
+                    // redelivery sends the rest (see `resume`).
+                    tracing::warn!(error = %error, part = index, of, "a later part of a split reply must wait; the rest goes out on redelivery");
+                    count_metric("ReplyInterrupted", 1);
+                    self.store
+                        .flag_reply(intent, UnsettledReply::Interrupted, &error.to_string())
+                        .await?;
                 }
-                tracing::error!(error = %error, part = index, of, "a later part of a split reply could not be sent");
-                return self
-                    .unsettled(&intent, UnsettledReply::Partial, &error.to_string())
-                    .await;
+                return Err(ProcessError::SendLater(error));
             }
             if let WhatsAppError::TokenInvalid { .. } = error {
                 self.store
@@ -979,29 +1047,20 @@ where
             tracing::error!(error = %error, code = ?error.code(), part = index, "reply refused by the WhatsApp API");
             count_metric("ReplyRefused", 1);
             self.store
-                .fail_reply(&intent, error.code(), &error.to_string())
+                .fail_reply(intent, error.code(), &error.to_string())
                 .await?;
             return Ok(());
         }
         Ok(())
     }
 
-    /// Flags a reply that must never be sent again and whose fate a person or a status webhook
-    /// settles.
-    async fn unsettled(
-        &self,
-        intent: &ReplyIntent,
-        state: UnsettledReply,
-        reason: &str,
-    ) -> Result<(), ProcessError> {
-        count_metric(
-            match state {
-                UnsettledReply::Unknown => "ReplyOutcomeUnknown",
-                UnsettledReply::Partial => "ReplyPartial",
-            },
-            1,
-        );
-        self.store.flag_reply(intent, state, reason).await?;
+    /// Flags a reply whose outcome is unknown: it is never sent again, and its status webhook
+    /// (or a person) settles it.
+    async fn unknown(&self, intent: &ReplyIntent, reason: &str) -> Result<(), ProcessError> {
+        count_metric("ReplyOutcomeUnknown", 1);
+        self.store
+            .flag_reply(intent, UnsettledReply::Unknown, reason)
+            .await?;
         Ok(())
     }
 }

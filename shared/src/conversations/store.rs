@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use crate::conversations::model::{
     AiConfig, ContactRef, ContactState, ConversationChoice, FailedEvent, HistoryItem, Integration,
-    IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, StatusOutcome, StatusUpdate,
-    Stored, UnsettledReply,
+    IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, Resumption, StatusOutcome,
+    StatusUpdate, Stored, UnsettledReply,
 };
 use crate::ids::{ConversationId, PhoneNumberId, WaId, Wamid, WorkspaceId};
 
@@ -131,8 +131,9 @@ pub trait ReplyStore: Send + Sync + 'static {
         code: Option<i64>,
         reason: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// The send may or may not have happened (`state` `unknown`), or only some parts of a
-    /// split reply went out (`partial`): flag it, never send it again.
+    /// The send may or may not have happened (`unknown`: never sent again), or some parts of a
+    /// split reply went out and the next certainly did not (`interrupted`: see
+    /// [`ReplyStore::resume_reply`]).
     fn flag_reply(
         &self,
         intent: &ReplyIntent,
@@ -149,6 +150,17 @@ pub trait ReplyStore: Send + Sync + 'static {
         part: ReplyPart,
         answered_through: OffsetDateTime,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Those of `wamids` no reply intent covers (read consistently).
+    fn uncovered(&self, wamids: &[Wamid]) -> impl Future<Output = StoreResult<Vec<Wamid>>> + Send;
+
+    /// Takes an interrupted reply back for sending, once: `Some` with what is left when this
+    /// caller now owns it (the intent is `sending` again), `None` when it is not interrupted
+    /// (sent, being sent, refused, unknown or gone).
+    fn resume_reply(
+        &self,
+        intent: &ReplyIntent,
+    ) -> impl Future<Output = StoreResult<Option<Resumption>>> + Send;
+
     /// A status for an unknown wamid named this intent: if it was still unsettled and the
     /// status is about the intent's own number and customer, store the reply it sent under
     /// that wamid. `Ok(true)` when something was reconciled.

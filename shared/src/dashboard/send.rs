@@ -310,8 +310,6 @@ pub trait SendStore:
         &self,
         workspace_id: &WorkspaceId,
     ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
-    /// Those of `wamids` no reply intent covers (read consistently).
-    fn uncovered(&self, wamids: &[Wamid]) -> impl Future<Output = StoreResult<Vec<Wamid>>> + Send;
 }
 
 /// An `Idempotency-Key` header value: 1 to 255 visible ASCII characters, no `#`.
@@ -542,6 +540,7 @@ async fn in_conversation<D: SendStore, S: SecretSource>(
         ai: None,
         source: source_of(job.integration),
         created_at: job.at,
+        answers_through: pending.iter().map(|(_, at)| *at).max(),
     };
     // A racing AI reply may cover some of them first: ours covers the rest, and is sent anyway.
     let mut attempts = 0;

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::ai::ProviderName;
 use crate::conversations::model::{
     ConversationChoice, Direction, FailedEvent, HistoryItem, MessageStatus, NewMessage,
-    StatusOutcome, StatusUpdate, Stored,
+    ReplyIntent, StatusOutcome, StatusUpdate, Stored,
 };
 use crate::conversations::store::{MessageStore, StoreError, StoreResult};
 use crate::envelope::Source;
@@ -171,7 +171,7 @@ impl MessageStore for DynamoStore {
             return Ok(Stored {
                 conversation_id: conversation.id.clone(),
                 first_time: true,
-                covered: false,
+                covered_by: None,
             });
         }
         // A redelivery: whether a reply covers it is recorded on the message itself.
@@ -183,7 +183,15 @@ impl MessageStore for DynamoStore {
         Ok(Stored {
             conversation_id: stored.conversation_id,
             first_time: false,
-            covered: stored.reply_intent.is_some(),
+            covered_by: stored
+                .reply_intent
+                .as_deref()
+                .map(|key| {
+                    ReplyIntent::parse_key(key).ok_or_else(|| {
+                        corrupt(format!("reply_intent {key:?} is not an intent key"))
+                    })
+                })
+                .transpose()?,
         })
     }
 

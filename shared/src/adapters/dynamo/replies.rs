@@ -1,11 +1,12 @@
 //! Reply intents: recorded before a send, settled after it.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::conversations::model::{
-    IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, StatusUpdate, UnsettledReply,
+    IntentOutcome, NewMessage, ReplyDraft, ReplyIntent, ReplyPart, Resumption, StatusUpdate,
+    UnsettledReply,
 };
 use crate::conversations::store::{MessageStore, ReplyStore, StoreError, StoreResult};
 use crate::ids::Wamid;
@@ -24,8 +25,9 @@ enum IntentState {
     Failed,
     /// May or may not have been sent: flagged, never sent again.
     Unknown,
-    /// Some parts of a split reply went out, not all.
-    Partial,
+    /// Some parts of a split reply went out; the next certainly did not, and a redelivery
+    /// sends the rest.
+    Interrupted,
 }
 
 /// A reply intent as first written (`INTENT#<conversation_id>#<trigger_wamid>` / `INTENT`).
@@ -45,6 +47,21 @@ struct IntentItem {
 struct StoredIntent {
     state: IntentState,
     draft: ReplyDraft,
+}
+
+/// What a coverage check reads of a message.
+#[derive(Debug, Deserialize)]
+struct Coverage {
+    #[serde(default)]
+    reply_intent: Option<String>,
+}
+
+/// What resuming an interrupted intent needs.
+#[derive(Debug, Deserialize)]
+struct InterruptedIntent {
+    draft: ReplyDraft,
+    covers: Vec<Wamid>,
+    parts_sent: u32,
 }
 
 impl ReplyStore for DynamoStore {
@@ -229,6 +246,55 @@ impl ReplyStore for DynamoStore {
         }
     }
 
+    async fn uncovered(&self, wamids: &[Wamid]) -> StoreResult<Vec<Wamid>> {
+        let mut left = Vec::new();
+        for wamid in wamids {
+            let covered = match self.get(message_key(wamid), true).await? {
+                Some(item) => from_item::<Coverage>(item)?.reply_intent.is_some(),
+                None => true,
+            };
+            if !covered {
+                left.push(wamid.clone());
+            }
+        }
+        Ok(left)
+    }
+
+    async fn resume_reply(&self, intent: &ReplyIntent) -> StoreResult<Option<Resumption>> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(intent_key(intent))))
+            .update_expression("SET #state = :sending")
+            .condition_expression("#state = :interrupted")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":interrupted", s("interrupted"))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output
+                    .attributes
+                    .ok_or_else(|| corrupt("the resumed intent came back without attributes"))?;
+                let InterruptedIntent {
+                    draft,
+                    covers,
+                    parts_sent,
+                } = from_item(item)?;
+                Ok(Some(Resumption {
+                    draft,
+                    covers,
+                    parts_sent,
+                }))
+            }
+            Err(e) if is_conditional_failure(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn reconcile_reply(
         &self,
         intent: &ReplyIntent,
@@ -249,7 +315,8 @@ impl ReplyStore for DynamoStore {
             return Ok(false);
         }
         let message = draft.message(update.wamid.clone(), &draft.text);
-        self.record_reply(intent, &message, ReplyPart::WHOLE, draft.created_at)
+        let answered_through = draft.answers_through.unwrap_or(draft.created_at);
+        self.record_reply(intent, &message, ReplyPart::WHOLE, answered_through)
             .await?;
         self.apply_status(update).await?;
         Ok(true)

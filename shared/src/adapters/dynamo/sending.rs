@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::conversations::model::{ContactState, Integration};
 use crate::conversations::store::StoreResult;
 use crate::dashboard::send::SendStore;
-use crate::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
+use crate::ids::{PhoneNumberId, WaId, WorkspaceId};
 
 use super::contacts::contact_state;
 use super::workspaces::IntegrationItem;
@@ -20,13 +20,6 @@ struct WorkspaceSendSettings {
     /// Template names that may go to opted-out contacts (receipts, security codes).
     #[serde(default)]
     transactional_templates: Vec<String>,
-}
-
-/// What a coverage check reads of a message.
-#[derive(Debug, Deserialize)]
-struct Coverage {
-    #[serde(default)]
-    reply_intent: Option<String>,
 }
 
 impl SendStore for DynamoStore {
@@ -83,20 +76,6 @@ impl SendStore for DynamoStore {
             Some(item) => Ok(from_item::<WorkspaceSendSettings>(item)?.transactional_templates),
             None => Ok(Vec::new()),
         }
-    }
-
-    async fn uncovered(&self, wamids: &[Wamid]) -> StoreResult<Vec<Wamid>> {
-        let mut left = Vec::new();
-        for wamid in wamids {
-            let covered = match self.get(message_key(wamid), true).await? {
-                Some(item) => from_item::<Coverage>(item)?.reply_intent.is_some(),
-                None => true,
-            };
-            if !covered {
-                left.push(wamid.clone());
-            }
-        }
-        Ok(left)
     }
 }
 
