@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use integration_tests::processor::dynamo_item::s;
 use integration_tests::processor::{
-    CUSTOMER, Options, envelopes_of, event, failures, invoke, invoke_with_time_left, meta_text,
-    record, spawn_world, thread,
+    CUSTOMER, Options, completion, envelopes_of, event, failures, invoke, invoke_with_time_left,
+    meta_text, record, spawn_world, thread,
 };
 use serde_json::json;
-use wiremock::matchers::{body_partial_json, method};
+use shared::conversations::processor::LLM_RESERVE;
+use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 #[tokio::test]
@@ -77,4 +78,46 @@ async fn a_send_that_hangs_past_the_deadline_is_flagged_unknown_before_the_deadl
 
     assert!(failures(&redelivered).is_empty());
     assert_eq!(world.sent_texts().await.len(), 1, "no second reply");
+}
+
+#[tokio::test]
+async fn a_model_that_hangs_is_cut_off_six_seconds_before_the_deadline_and_the_record_is_left_for_redelivery()
+ {
+    let world = spawn_world(Options {
+        grok_key: true,
+        ..Options::default()
+    })
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion("Too late.", "grok-test"))
+                .set_delay(Duration::from_secs(30)),
+        )
+        .mount(&world.grok)
+        .await;
+    let envelope = envelopes_of(&meta_text("wamid.SLOWAI1", "Are you there?")).remove(0);
+    let time_left = Duration::from_secs(9);
+    let started = Instant::now();
+
+    let response = invoke_with_time_left(
+        &world.processor,
+        event(vec![record("slow-ai", &envelope)]),
+        time_left,
+    )
+    .await;
+
+    let took = started.elapsed();
+    assert!(
+        took < time_left - LLM_RESERVE + Duration::from_secs(1),
+        "the model call was given up at the deadline − {LLM_RESERVE:?}: returned after {took:?}"
+    );
+    assert_eq!(
+        failures(&response),
+        vec!["slow-ai".to_owned()],
+        "no reply was made, so the record is redelivered"
+    );
+    assert!(world.message("wamid.SLOWAI1").await.is_some(), "stored");
+    assert!(world.sent_texts().await.is_empty(), "nothing sent");
 }

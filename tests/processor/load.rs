@@ -95,6 +95,11 @@ async fn three_hundred_messages_from_25_customers_posted_concurrently_are_all_st
     {
         let log = log.lock().unwrap();
         assert!(
+            log.max_active > 1,
+            "invocations ran concurrently (at most {} at once), so keeping groups apart was tested",
+            log.max_active
+        );
+        assert!(
             log.overlaps.is_empty(),
             "a message group was in two invocations at once: {:?}",
             log.overlaps
@@ -493,6 +498,9 @@ struct InvocationLog {
     running: HashSet<String>,
     /// Groups that were handed to a second invocation while one was running.
     overlaps: Vec<String>,
+    /// Invocations running now, and the most that ever ran at once.
+    active: usize,
+    max_active: usize,
     /// Each customer's inbound wamids, in the order the processor accepted them (records it
     /// reported failed are not counted; their redelivery is).
     processed: BTreeMap<String, Vec<String>>,
@@ -544,9 +552,12 @@ impl Invoke for Recording {
                     log.overlaps.push(group.clone());
                 }
             }
+            log.active += 1;
+            log.max_active = log.max_active.max(log.active);
         }
         let response = self.inner.invoke(event).await;
         let mut log = self.log.lock().unwrap();
+        log.active -= 1;
         for group in &groups {
             log.running.remove(group);
         }
