@@ -5,6 +5,7 @@ mod batches;
 mod cost;
 mod coverage;
 mod deadline;
+mod early_statuses;
 mod exactly_once;
 mod load;
 mod long_replies;
