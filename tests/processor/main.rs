@@ -6,6 +6,7 @@ mod cost;
 mod coverage;
 mod deadline;
 mod early_statuses;
+mod echoes;
 mod exactly_once;
 mod load;
 mod long_replies;
