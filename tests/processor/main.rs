@@ -1,6 +1,7 @@
 //! The message processor suite: the real processor against moto (DynamoDB, SQS, Secrets
 //! Manager on loopback) and wiremock (the WhatsApp API and the LLM providers).
 
+mod answerless;
 mod batches;
 mod cost;
 mod coverage;
