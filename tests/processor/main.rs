@@ -3,6 +3,7 @@
 
 mod answerless;
 mod batches;
+mod bsuid;
 mod cost;
 mod coverage;
 mod deadline;
