@@ -15,6 +15,7 @@ mod long_replies;
 mod onboarding;
 mod optout;
 mod permanent_failures;
+mod reconciliation;
 mod replies;
 mod sam_local;
 mod sending;
