@@ -12,6 +12,7 @@ mod echoes;
 mod exactly_once;
 mod load;
 mod long_replies;
+mod nothing_sent;
 mod onboarding;
 mod optout;
 mod permanent_failures;
