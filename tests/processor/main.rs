@@ -10,6 +10,7 @@ mod deadline;
 mod early_statuses;
 mod echoes;
 mod exactly_once;
+mod kapso_throttling;
 mod load;
 mod long_replies;
 mod nothing_sent;
