@@ -16,6 +16,7 @@ mod long_replies;
 mod nothing_sent;
 mod onboarding;
 mod optout;
+mod permanent_failure_metric;
 mod permanent_failures;
 mod reconciliation;
 mod replies;
