@@ -230,3 +230,35 @@ async fn a_reply_recorded_late_for_an_older_trigger_never_moves_answered_through
     );
     assert_eq!(answered_through(&world).await, newer_at);
 }
+
+#[tokio::test]
+async fn a_reconciled_reply_moves_answered_through_to_the_time_of_the_message_it_answered_not_to_when_it_was_drafted()
+ {
+    let world = spawn_world(Options::default()).await;
+    // The customer wrote a few seconds ago; the reply was drafted just now and met a 503.
+    let asked = now() - 5;
+    let key = unknown_reply(&world, "wamid.RECONTIME", asked).await;
+    let contact = world.contact(CUSTOMER).await.unwrap();
+    assert!(
+        !contact.contains_key(&thread("answered_through")),
+        "nothing is answered yet"
+    );
+
+    world
+        .deliver_meta(&meta_status(
+            "wamid.RECONTIMELANDED",
+            "delivered",
+            now(),
+            json!({ "biz_opaque_callback_data": key }),
+        ))
+        .await;
+    world.pump().await;
+
+    assert_eq!(s(&intent(&world, &key).await, "state"), "sent");
+    // A message the customer sent after `asked` (while the reply was being written) is not
+    // covered by this reply, and must still count as unanswered.
+    assert_eq!(
+        answered_through(&world).await,
+        OffsetDateTime::from_unix_timestamp(asked).unwrap()
+    );
+}

@@ -45,6 +45,15 @@ struct IntentItem {
 struct StoredIntent {
     state: IntentState,
     draft: ReplyDraft,
+    #[serde(default)]
+    covers: Vec<Wamid>,
+}
+
+/// The one attribute of a message that reconciling a reply reads.
+#[derive(Debug, Deserialize)]
+struct MessageTime {
+    #[serde(with = "time::serde::rfc3339")]
+    timestamp: OffsetDateTime,
 }
 
 impl ReplyStore for DynamoStore {
@@ -240,7 +249,11 @@ impl ReplyStore for DynamoStore {
         let Some(item) = self.get(intent_key(intent), true).await? else {
             return Ok(false);
         };
-        let StoredIntent { state, draft } = from_item(item)?;
+        let StoredIntent {
+            state,
+            draft,
+            covers,
+        } = from_item(item)?;
         if !matches!(state, IntentState::Sending | IntentState::Unknown) {
             return Ok(false);
         }
@@ -252,7 +265,8 @@ impl ReplyStore for DynamoStore {
             return Ok(false);
         }
         let message = draft.message(update.wamid.clone(), &draft.text);
-        self.record_reply(intent, &message, ReplyPart::WHOLE, draft.created_at)
+        let answered_through = self.newest_covered(&covers).await?;
+        self.record_reply(intent, &message, ReplyPart::WHOLE, answered_through)
             .await?;
         self.apply_status(update).await?;
         Ok(true)
@@ -260,6 +274,19 @@ impl ReplyStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// The time of the newest message a reply covers: how far it answers the thread. (Not when
+    /// the reply was drafted: a message the customer sent while it was being written is not
+    /// covered by it.) With none stored, the epoch, which never moves the thread forward.
+    async fn newest_covered(&self, covers: &[Wamid]) -> StoreResult<OffsetDateTime> {
+        let mut newest = OffsetDateTime::UNIX_EPOCH;
+        for wamid in covers {
+            if let Some(item) = self.get(message_key(wamid), true).await? {
+                newest = newest.max(from_item::<MessageTime>(item)?.timestamp);
+            }
+        }
+        Ok(newest)
+    }
+
     /// A status can come before the reply it is about is recorded (Meta and Kapso report a
     /// message as soon as it is sent, and the record is written after the API answered): such a
     /// status was kept as early, and is applied now. The reply itself is recorded whatever
