@@ -214,6 +214,7 @@ async fn a_delivered_status_that_comes_while_our_reply_is_being_sent_is_applied_
  {
     let world = spawn_world(Options {
         provider: Provider::Kapso,
+        whatsapp_timeout: Duration::from_secs(15),
         ..Options::default()
     })
     .await;
@@ -227,7 +228,8 @@ async fn a_delivered_status_that_comes_while_our_reply_is_being_sent_is_applied_
                     "contacts": [{ "input": CUSTOMER, "wa_id": CUSTOMER }],
                     "messages": [{ "id": REPLY }]
                 }))
-                .set_delay(Duration::from_secs(2)),
+                // Long enough for the status's invocation below, even on a loaded machine.
+                .set_delay(Duration::from_secs(4)),
         )
         .with_priority(1)
         .mount(&world.whatsapp)

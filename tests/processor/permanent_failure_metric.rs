@@ -41,7 +41,7 @@ async fn a_record_under_a_corrupt_ai_config_in_a_child_process() {
     assert!(failures(&response).is_empty(), "acknowledged");
     let kept = world
         .store
-        .raw_item(dynamo::failed_key(&envelope.event_id.to_string()))
+        .raw_item(dynamo::failed_key(envelope.event_id.as_ref()))
         .await
         .unwrap()
         .expect("kept as a failed event");
