@@ -230,7 +230,10 @@ impl ReplyStore for DynamoStore {
                 .send()
                 .await;
             let reasons = match result {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.apply_early_statuses_of_reply(&message.wamid).await;
+                    return Ok(());
+                }
                 Err(e) => cancelled_conditions(&e).ok_or_else(|| unavailable(e))?,
             };
             let only_answered = reasons.get(2) == Some(&true)
@@ -324,6 +327,17 @@ impl ReplyStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// A status can come before the reply it is about is recorded (Meta and Kapso report a
+    /// message as soon as it is sent, and the record is written after the API answered): such a
+    /// status was kept as early, and is applied now. The reply itself is recorded whatever
+    /// happens here, and a redelivery would find it sent and not come back, so a failure is
+    /// logged rather than failing the record; a later status still applies normally.
+    async fn apply_early_statuses_of_reply(&self, wamid: &Wamid) {
+        if let Err(e) = self.apply_early_statuses(wamid).await {
+            tracing::warn!(wamid = %wamid, error = %e, "statuses that came before the reply could not be applied");
+        }
+    }
+
     /// The writes of one recorded reply part, in this order: intent, message, contact thread,
     /// conversation (`record_reply` reads the cancellation reasons by position).
     pub(super) fn reply_writes(
