@@ -209,6 +209,7 @@ async fn a_reply_recorded_late_for_an_older_trigger_never_moves_answered_through
         ai: None,
         source: Source::Meta,
         created_at: OffsetDateTime::now_utc(),
+        answers_through: Some(newer_at - time::Duration::seconds(30)),
     };
     world.store.begin_reply(&intent, &draft, &[]).await.unwrap();
     let older_at = newer_at - time::Duration::seconds(30);
