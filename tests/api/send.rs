@@ -559,6 +559,65 @@ async fn a_dashboard_message_covers_the_pending_customer_message_so_the_processo
     );
 }
 
+/// The real processor, with the workspace's AI settings as stored now (a new instance caches
+/// nothing), handles the customer's `text` sent at `at`.
+async fn processor_handles(scene: &Scene, wamid: &str, text: &str, at: i64) {
+    let settings = ProcessorSettings {
+        grok_base_url: scene.grok.uri(),
+        ..ProcessorSettings::default()
+    };
+    let processor = build_processor(
+        &scene.api.stack,
+        scene.api.processor_store.clone(),
+        &scene.whatsapp.uri(),
+        settings,
+        &scene.api.stack.aws,
+    );
+    let envelope = envelopes_of(&meta_texts(&[(wamid, CUSTOMER, text, at)])).remove(0);
+    let response = invoke(&processor, event(vec![record(wamid, &envelope)])).await;
+    assert!(failures(&response).is_empty());
+}
+
+#[tokio::test]
+async fn a_dashboard_message_covers_a_same_second_customer_message_the_ai_left_unanswered() {
+    let scene = scene().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(completion("AI answer", "grok-3-mini")),
+        )
+        .mount(&scene.grok)
+        .await;
+    let texts = |sent: Vec<Value>| sent.into_iter().filter(|b| b["type"] == "text").count();
+    let second = now() - 5;
+    // The AI answers the first message of that second...
+    seed(&scene.api.processor_store, &scene.ws, PHONE_NUMBER_ID, true).await;
+    processor_handles(&scene, "wamid.SAME1", "Hi", second).await;
+    assert_eq!(texts(scene.sent().await), 1, "the AI answered the first");
+    // ...and not the second one, of the same second (AI off by then).
+    seed(&scene.api.processor_store, &scene.ws, PHONE_NUMBER_ID, false).await;
+    processor_handles(&scene, "wamid.SAME2", "Are you open?", second).await;
+    assert_eq!(texts(scene.sent().await), 1);
+
+    let reply = scene.post(&text("Yes, until 6"), None).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        reply.json()["covers"],
+        json!(["wamid.SAME2"]),
+        "the person's message answers the unanswered one, not the AI's"
+    );
+    assert!(s(&scene.message_item("wamid.SAME2").await, "reply_intent").contains("dashboard."));
+    assert!(!s(&scene.message_item("wamid.SAME1").await, "reply_intent").contains("dashboard."));
+
+    // The AI, on again, does not answer it when it is delivered again.
+    seed(&scene.api.processor_store, &scene.ws, PHONE_NUMBER_ID, true).await;
+    processor_handles(&scene, "wamid.SAME2", "Are you open?", second).await;
+    assert_eq!(
+        texts(scene.sent().await),
+        2,
+        "the AI's and the person's messages, nothing more"
+    );
+}
+
 #[tokio::test]
 async fn a_retry_while_the_first_request_is_in_flight_gets_409_and_sends_nothing() {
     use shared::dashboard::send::{
