@@ -10,6 +10,33 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{TestApi, spawn_api, spawn_api_with, token, workspace};
 
+/// Every operation of the committed OpenAPI document, as (method, path with ids filled in,
+/// whether it takes a body). The spec tests keep the document equal to the code's routes.
+fn every_operation() -> Vec<(&'static str, String, bool)> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(local_stack::paths::root().join("docs/openapi.json")).unwrap())
+            .unwrap();
+    let mut operations = vec![];
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let method = ["get", "put", "post", "patch", "delete"]
+                .into_iter()
+                .zip(["GET", "PUT", "POST", "PATCH", "DELETE"])
+                .find(|(m, _)| m == method)
+                .unwrap_or_else(|| panic!("an operation with method {method}"))
+                .1;
+            let mut concrete = path.clone();
+            for (param, value) in [("{id}", "c123"), ("{phoneNumberId}", "123456789")] {
+                concrete = concrete.replace(param, value);
+            }
+            assert!(!concrete.contains('{'), "a path parameter to fill in: {path}");
+            operations.push((method, concrete, operation.get("requestBody").is_some()));
+        }
+    }
+    assert!(operations.len() >= 20, "the document lists the API: {operations:?}");
+    operations
+}
+
 async fn assert_unauthenticated(api: &TestApi, token: Option<&str>, why: &str) {
     let reply = api.get("/v1/ai-config", token).await;
     assert_eq!(reply.status, 401, "{why}: {}", reply.body);
@@ -214,4 +241,41 @@ async fn the_openapi_document_needs_no_token_and_unknown_routes_get_a_json_404()
     let reply = api.send("DELETE", "/v1/ai-config", None, None).await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.error_code(), "method_not_allowed");
+}
+
+#[tokio::test]
+async fn every_route_of_the_openapi_document_but_the_document_gets_401_for_each_bad_token() {
+    let api = spawn_api().await;
+    let forged = TokenSpec {
+        secret: "not-the-local-secret",
+        ..TokenSpec::local("ws-any")
+    }
+    .mint()
+    .unwrap();
+    let an_hour_ago = time::OffsetDateTime::now_utc().unix_timestamp() - 7200;
+    let expired = TokenSpec::local("ws-any").mint_at(an_hour_ago).unwrap();
+    let body = json!({});
+    let mut checked = 0;
+    for (method, path, has_body) in every_operation() {
+        if (method, path.as_str()) == ("GET", "/v1/openapi.json") {
+            let reply = api.get(&path, None).await;
+            assert_eq!(reply.status, 200, "the document needs no token");
+            continue;
+        }
+        for (why, token) in [
+            ("no token", None),
+            ("a bad signature", Some(forged.as_str())),
+            ("an expired token", Some(expired.as_str())),
+        ] {
+            let reply = api
+                .send(method, &path, token, has_body.then_some(&body))
+                .await;
+            let what = format!("{method} {path} with {why}");
+            assert_eq!(reply.status, 401, "{what}: {}", reply.body);
+            assert_eq!(reply.error_code(), "unauthenticated", "{what}");
+            assert_eq!(reply.headers["www-authenticate"], "Bearer", "{what}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 60, "{checked} requests checked");
 }
