@@ -594,7 +594,13 @@ async fn a_dashboard_message_covers_a_same_second_customer_message_the_ai_left_u
     processor_handles(&scene, "wamid.SAME1", "Hi", second).await;
     assert_eq!(texts(scene.sent().await), 1, "the AI answered the first");
     // ...and not the second one, of the same second (AI off by then).
-    seed(&scene.api.processor_store, &scene.ws, PHONE_NUMBER_ID, false).await;
+    seed(
+        &scene.api.processor_store,
+        &scene.ws,
+        PHONE_NUMBER_ID,
+        false,
+    )
+    .await;
     processor_handles(&scene, "wamid.SAME2", "Are you open?", second).await;
     assert_eq!(texts(scene.sent().await), 1);
 
