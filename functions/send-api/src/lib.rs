@@ -532,13 +532,28 @@ impl ApiError {
     fn field(&self) -> Option<String> {
         match self {
             Self::Dashboard(DashboardError::Validation { field, .. }) => Some(field.clone()),
-            // axum names a path parameter between backticks ("Invalid UTF-8 in `id`").
+            // axum names a path parameter between backticks ("Invalid UTF-8 in `id`"), as the
+            // route declares it; the API names it in camelCase, as the document does.
             Self::Rejected { status, text } if *status == StatusCode::BAD_REQUEST => {
-                Some(text.split('`').nth(1).unwrap_or("path").to_owned())
+                Some(camel_case(text.split('`').nth(1).unwrap_or("path")))
             }
             _ => None,
         }
     }
+}
+
+/// `phone_number_id` as the API spells it: `phoneNumberId`.
+fn camel_case(name: &str) -> String {
+    let mut parts = name.split('_');
+    let mut camel = parts.next().unwrap_or_default().to_owned();
+    for part in parts {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            camel.extend(first.to_uppercase());
+            camel.push_str(chars.as_str());
+        }
+    }
+    camel
 }
 
 /// The statuses of axum's own refusals: the same codes as the API's for the same status.
