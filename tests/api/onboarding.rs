@@ -404,3 +404,91 @@ async fn a_body_that_is_not_utf8_is_a_validation_error_and_calls_nobody() {
             .is_empty()
     );
 }
+
+/// Kapso's customer route: each new customer's id names the workspace it was created for.
+struct CustomerPerWorkspace;
+
+impl Respond for CustomerPerWorkspace {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let ws = body["customer"]["external_customer_id"].as_str().unwrap();
+        ResponseTemplate::new(201)
+            .set_body_json(json!({"data": {"id": format!("cus-{ws}"), "name": ws}}))
+    }
+}
+
+#[tokio::test]
+async fn a_setup_link_of_one_workspace_never_creates_or_returns_another_workspaces_customer_or_link()
+ {
+    let kapso = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/platform/v1/customers"))
+        .respond_with(CustomerPerWorkspace)
+        .expect(2)
+        .mount(&kapso)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/platform/v1/customers/[^/]+/setup_links$"))
+        .respond_with(NewLinks(AtomicUsize::new(0)))
+        .mount(&kapso)
+        .await;
+    let api = spawn_onboarding_api(&kapso).await;
+    let (a, b) = (workspace("a"), workspace("b"));
+    let body = || json!({"provisionPhoneNumber": false});
+
+    let a_first = post(&api, &a, body()).await;
+    assert_eq!(a_first.status, 201, "{}", a_first.body);
+    let b_first = post(&api, &b, body()).await;
+    assert_eq!(b_first.status, 201, "{}", b_first.body);
+    let a_again = post(&api, &a, body()).await;
+    assert_eq!(a_again.status, 201, "{}", a_again.body);
+
+    let (cus_a, cus_b) = (format!("cus-{}", a.as_str()), format!("cus-{}", b.as_str()));
+    assert_eq!(a_first.json()["kapsoCustomerId"], cus_a.as_str());
+    assert_eq!(
+        b_first.json()["kapsoCustomerId"],
+        cus_b.as_str(),
+        "B gets a customer of its own"
+    );
+    assert_eq!(
+        a_again.json()["kapsoCustomerId"],
+        cus_a.as_str(),
+        "A keeps its own"
+    );
+    let urls = [&a_first, &b_first, &a_again].map(|r| r.json()["setupUrl"].clone());
+    assert!(
+        urls[0] != urls[1] && urls[1] != urls[2],
+        "every link is a new one: {urls:?}"
+    );
+
+    // Kapso was asked for each workspace's links under that workspace's customer only.
+    let requests = kapso.received_requests().await.unwrap_or_default();
+    let link_paths: Vec<&str> = requests
+        .iter()
+        .map(|r| r.url.path())
+        .filter(|p| p.ends_with("/setup_links"))
+        .collect();
+    assert_eq!(
+        link_paths,
+        [
+            format!("/platform/v1/customers/{cus_a}/setup_links"),
+            format!("/platform/v1/customers/{cus_b}/setup_links"),
+            format!("/platform/v1/customers/{cus_a}/setup_links"),
+        ]
+    );
+    let created: Vec<Value> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/platform/v1/customers")
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["customer"]["external_customer_id"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(created, [json!(a.as_str()), json!(b.as_str())]);
+    // Neither connection shows the other's customer.
+    let b_connection = connection(&api, &b).await.to_string();
+    assert!(!b_connection.contains(&cus_a), "{b_connection}");
+    let a_connection = connection(&api, &a).await.to_string();
+    assert!(!a_connection.contains(&cus_b), "{a_connection}");
+    kapso.verify().await;
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use integration_tests::processor::dynamo_item::s;
 use integration_tests::processor::{
     CUSTOMER, build_processor, cloud_api, completion, envelopes_of, event, failures, invoke,
-    meta_texts, now, record, thread,
+    meta_status, meta_texts, now, record, thread,
 };
 use integration_tests::{PHONE_NUMBER_ID, default_secrets};
 use serde_json::{Value, json};
@@ -322,9 +322,9 @@ async fn the_same_idempotency_key_with_another_body_gets_422_and_sends_nothing()
 }
 
 #[tokio::test]
-async fn a_request_refused_before_sending_frees_its_idempotency_key() {
+async fn a_404_for_a_customer_who_never_wrote_frees_its_idempotency_key() {
     let scene = scene().await;
-    // No message from the customer yet: outside the window.
+    // No message from the customer yet: no such contact.
     let key = Some("retry-me");
     assert_eq!(scene.post(&text("Hi"), key).await.status, 404);
     scene.customer_writes("wamid.IN1", "Hi", 10).await;
@@ -556,6 +556,248 @@ async fn a_dashboard_message_covers_the_pending_customer_message_so_the_processo
         texts(scene.sent().await),
         2,
         "the AI answered the new message"
+    );
+}
+
+#[tokio::test]
+async fn an_outside_the_window_422_frees_its_idempotency_key_for_a_send_after_the_customer_writes_again()
+ {
+    let scene = scene().await;
+    scene
+        .customer_writes("wamid.OLD", "Hello?", 25 * 3600)
+        .await;
+    let key = Some("after-the-window");
+    let refused = scene.post(&text("Sorry for the wait"), key).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.error_code(), "outside_customer_service_window");
+    assert!(scene.sent().await.is_empty());
+
+    scene.customer_writes("wamid.NEW", "Anyone there?", 5).await;
+    let reply = scene.post(&text("Sorry for the wait"), key).await;
+    assert_eq!(reply.status, 201, "the same key sends now: {}", reply.body);
+    assert_eq!(reply.json()["covers"], json!(["wamid.NEW"]));
+    assert_eq!(scene.sent().await.len(), 1);
+    // And is kept for this send from now on.
+    let again = scene.post(&text("Sorry for the wait"), key).await;
+    assert_eq!(again.json(), reply.json());
+    assert_eq!(scene.sent().await.len(), 1);
+}
+
+#[tokio::test]
+async fn media_sent_by_id_with_a_caption_reaches_whatsapp_with_both_and_is_stored_with_them() {
+    let scene = scene().await;
+    scene.customer_writes("wamid.IN1", "The menu?", 10).await;
+    let reply = scene
+        .post(
+            &to_customer(
+                json!({ "type": "image", "id": "1013859600285441", "caption": "Our menu" }),
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let sent = scene.sent().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["type"], "image");
+    assert_eq!(
+        sent[0]["image"],
+        json!({ "id": "1013859600285441", "caption": "Our menu" }),
+        "the id and the caption, and no link"
+    );
+    let stored = scene
+        .message_item(reply.json()["wamid"].as_str().unwrap())
+        .await;
+    assert_eq!(s(&stored, "type"), "image");
+    assert_eq!(s(&stored, "media_id"), "1013859600285441");
+    assert_eq!(s(&stored, "text"), "Our menu");
+}
+
+#[tokio::test]
+async fn a_send_addressed_by_the_e164_phone_of_a_contact_lands_in_that_contacts_conversation() {
+    let scene = scene().await;
+    scene.customer_writes("wamid.IN1", "Hi", 10).await;
+    let by_id = scene.post(&text("First, by id"), None).await;
+    assert_eq!(by_id.status, 201, "{}", by_id.body);
+    let body = json!({ "phone": format!("+{CUSTOMER}"), "message": { "type": "text", "body": "Then by phone" } });
+    let reply = scene.post(&body, None).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let answer = reply.json();
+    assert_eq!(answer["contactId"], CUSTOMER);
+    assert_eq!(answer["conversationId"], by_id.json()["conversationId"]);
+    let sent = scene.sent().await;
+    assert_eq!(sent[1]["to"], CUSTOMER);
+    assert_eq!(sent[1]["text"]["body"], "Then by phone");
+    let stored = scene.message_item(answer["wamid"].as_str().unwrap()).await;
+    assert_eq!(s(&stored, "conversation_id"), answer["conversationId"]);
+    assert_eq!(s(&stored, "direction"), "outbound");
+}
+
+impl Scene {
+    async fn get(&self, path: &str, query: &str) -> Value {
+        let reply = self
+            .api
+            .send_raw(integration_tests::ApiRequest {
+                headers: vec![("authorization".to_owned(), format!("Bearer {}", self.token))],
+                ..integration_tests::ApiRequest::get(path, query)
+            })
+            .await;
+        assert_eq!(reply.status, 200, "GET {path}?{query}: {}", reply.body);
+        reply.json()
+    }
+
+    /// The conversations `GET /v1/conversations?updatedSince=<since>` lists.
+    async fn updated_since(&self, since: &str) -> Vec<Value> {
+        let query = format!("updatedSince={}", since.replace('+', "%2B"));
+        let page = self.get("/v1/conversations", &query).await;
+        let ids = page["items"].as_array().unwrap();
+        ids.iter().map(|c| c["id"].clone()).collect()
+    }
+}
+
+fn rfc3339_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn updated_since_after_a_dashboard_message_lists_its_conversation() {
+    let scene = scene().await;
+    scene.customer_writes("wamid.IN1", "Hi", 10).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mark = rfc3339_now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(scene.updated_since(&mark).await, Vec::<Value>::new());
+
+    let reply = scene.post(&text("We're open"), None).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        scene.updated_since(&mark).await,
+        [reply.json()["conversationId"].clone()],
+        "the message out is activity"
+    );
+}
+
+#[tokio::test]
+async fn a_dashboard_message_reads_back_in_its_conversation_and_a_delivered_status_updates_it() {
+    let scene = scene().await;
+    scene
+        .customer_writes("wamid.IN1", "Where is my order?", 10)
+        .await;
+    let reply = scene.post(&text("On its way"), None).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let answer = reply.json();
+    let wamid = answer["wamid"].as_str().unwrap().to_owned();
+    let messages_path = format!(
+        "/v1/conversations/{}/messages",
+        answer["conversationId"].as_str().unwrap()
+    );
+
+    let page = scene.get(&messages_path, "").await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{page}");
+    assert_eq!(items[0]["id"], "wamid.IN1");
+    let sent = &items[1];
+    assert_eq!(sent["id"], wamid.as_str());
+    assert_eq!(sent["direction"], "outbound");
+    assert_eq!(sent["text"], "On its way");
+    assert_eq!(sent["origin"], "dashboard");
+    assert_eq!(sent["status"], "sent");
+
+    // WhatsApp's status webhook, through the real processor.
+    let mark = rfc3339_now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let processor = build_processor(
+        &scene.api.stack,
+        scene.api.processor_store.clone(),
+        &scene.whatsapp.uri(),
+        ProcessorSettings::default(),
+        &scene.api.stack.aws,
+    );
+    let delivered = envelopes_of(&meta_status(&wamid, "delivered", now(), json!({}))).remove(0);
+    let response = invoke(&processor, event(vec![record("status", &delivered)])).await;
+    assert!(failures(&response).is_empty());
+
+    let page = scene.get(&messages_path, "").await;
+    let sent = &page["items"][1];
+    assert_eq!(sent["id"], wamid.as_str());
+    assert_eq!(sent["status"], "delivered", "{page}");
+    let history: Vec<&str> = sent["statusHistory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert!(history.contains(&"delivered"), "{sent}");
+    assert_eq!(
+        scene.updated_since(&mark).await,
+        [answer["conversationId"].clone()],
+        "the status is activity too"
+    );
+}
+
+/// The real processor, with the workspace's AI settings as stored now (a new instance caches
+/// nothing), handles the customer's `text` sent at `at`.
+async fn processor_handles(scene: &Scene, wamid: &str, text: &str, at: i64) {
+    let settings = ProcessorSettings {
+        grok_base_url: scene.grok.uri(),
+        ..ProcessorSettings::default()
+    };
+    let processor = build_processor(
+        &scene.api.stack,
+        scene.api.processor_store.clone(),
+        &scene.whatsapp.uri(),
+        settings,
+        &scene.api.stack.aws,
+    );
+    let envelope = envelopes_of(&meta_texts(&[(wamid, CUSTOMER, text, at)])).remove(0);
+    let response = invoke(&processor, event(vec![record(wamid, &envelope)])).await;
+    assert!(failures(&response).is_empty());
+}
+
+#[tokio::test]
+async fn a_dashboard_message_covers_a_same_second_customer_message_the_ai_left_unanswered() {
+    let scene = scene().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(completion("AI answer", "grok-3-mini")),
+        )
+        .mount(&scene.grok)
+        .await;
+    let texts = |sent: Vec<Value>| sent.into_iter().filter(|b| b["type"] == "text").count();
+    let second = now() - 5;
+    // The AI answers the first message of that second...
+    seed(&scene.api.processor_store, &scene.ws, PHONE_NUMBER_ID, true).await;
+    processor_handles(&scene, "wamid.SAME1", "Hi", second).await;
+    assert_eq!(texts(scene.sent().await), 1, "the AI answered the first");
+    // ...and not the second one, of the same second (AI off by then).
+    seed(
+        &scene.api.processor_store,
+        &scene.ws,
+        PHONE_NUMBER_ID,
+        false,
+    )
+    .await;
+    processor_handles(&scene, "wamid.SAME2", "Are you open?", second).await;
+    assert_eq!(texts(scene.sent().await), 1);
+
+    let reply = scene.post(&text("Yes, until 6"), None).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        reply.json()["covers"],
+        json!(["wamid.SAME2"]),
+        "the person's message answers the unanswered one, not the AI's"
+    );
+    assert!(s(&scene.message_item("wamid.SAME2").await, "reply_intent").contains("dashboard."));
+    assert!(!s(&scene.message_item("wamid.SAME1").await, "reply_intent").contains("dashboard."));
+
+    // The AI, on again, does not answer it when it is delivered again.
+    seed(&scene.api.processor_store, &scene.ws, PHONE_NUMBER_ID, true).await;
+    processor_handles(&scene, "wamid.SAME2", "Are you open?", second).await;
+    assert_eq!(
+        texts(scene.sent().await),
+        2,
+        "the AI's and the person's messages, nothing more"
     );
 }
 

@@ -142,6 +142,7 @@ pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
         .merge(reminders::routes::<S, D>())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(request_span))
         .with_state(api)
 }
@@ -242,7 +243,55 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(whatsapp::WhatsAppDoc::openapi());
     doc.merge(reminders::RemindersDoc::openapi());
+    document_refusals(&mut doc);
     doc
+}
+
+/// The refusals every route may answer before its handler runs, documented on each operation
+/// (each route's own list names its handler's): 415 for a body that is not JSON, 400 for a
+/// path parameter that is not UTF-8.
+fn document_refusals(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let refusal = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            if operation.request_body.is_some() {
+                responses.entry("415".into()).or_insert_with(|| {
+                    refusal("The body is declared as something other than JSON (`Content-Type`)")
+                });
+            }
+            let path_parameter =
+                operation.parameters.iter().flatten().any(
+                    |p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Path)),
+                );
+            if path_parameter {
+                responses.entry("400".into()).or_insert_with(|| {
+                    refusal("A path parameter is not valid UTF-8; `details.field` names it")
+                });
+            }
+        }
+    }
 }
 
 /// The OpenAPI document as served and as committed, with a closing newline.
@@ -283,11 +332,58 @@ impl<T: serde::de::DeserializeOwned, St: Send + Sync> FromRequest<St> for Json<T
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &St) -> Result<Self, ApiError> {
+        // A body without a Content-Type is read as JSON; one declared as anything else is not.
+        let declared_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().is_ok_and(is_json));
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|e| DashboardError::invalid("body", e.body_text()))?;
+        // No body at all is a missing body (400, below), whatever the headers say.
+        if declared_json == Some(false) && !bytes.is_empty() {
+            return Err(ApiError::NotJson);
+        }
         Ok(Self(from_json(&bytes)?))
     }
+}
+
+/// `application/json` or an `application/…+json` type, with or without parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The longest plain-text rejection read back into the error shape (axum's are one line).
+const REJECTION_TEXT_LIMIT: usize = 4096;
+
+/// Answers axum's own refusals in the one error shape: a rejection of an extractor the routes
+/// take from axum (`Path`'s for an id that is not UTF-8, for one) is plain text otherwise.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json_body = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json);
+    if is_json_body || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), REJECTION_TEXT_LIMIT)
+        .await
+        .unwrap_or_default();
+    ApiError::Rejected {
+        status,
+        text: String::from_utf8_lossy(&text).trim().to_owned(),
+    }
+    .into_response()
 }
 
 /// One span per request, so every line it logs carries the Lambda request id.
@@ -320,6 +416,11 @@ pub enum ApiError {
     NoRoute,
     #[error("this route does not take that method")]
     MethodNotAllowed,
+    #[error("the body must be JSON, sent with `Content-Type: application/json`")]
+    NotJson,
+    /// A refusal axum answered itself, in plain text, before any route ran.
+    #[error("{text}")]
+    Rejected { status: StatusCode, text: String },
     #[error(transparent)]
     Platform(#[from] shared::onboarding::PlatformError),
     #[error(transparent)]
@@ -416,10 +517,63 @@ impl ApiError {
                 "internal",
                 "something went wrong on our side".into(),
             ),
+            Self::NotJson => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                self.to_string(),
+            ),
+            Self::Rejected { status, text } => rejected_status(*status, text),
             Self::Send(e) => send_status(e),
             Self::Integration(e) => integration_status(e),
         }
     }
+
+    /// The request field a validation failure names.
+    fn field(&self) -> Option<String> {
+        match self {
+            Self::Dashboard(DashboardError::Validation { field, .. }) => Some(field.clone()),
+            // axum names a path parameter between backticks ("Invalid UTF-8 in `id`"), as the
+            // route declares it; the API names it in camelCase, as the document does.
+            Self::Rejected { status, text } if *status == StatusCode::BAD_REQUEST => {
+                Some(camel_case(text.split('`').nth(1).unwrap_or("path")))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `phone_number_id` as the API spells it: `phoneNumberId`.
+fn camel_case(name: &str) -> String {
+    let mut parts = name.split('_');
+    let mut camel = parts.next().unwrap_or_default().to_owned();
+    for part in parts {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            camel.extend(first.to_uppercase());
+            camel.push_str(chars.as_str());
+        }
+    }
+    camel
+}
+
+/// The statuses of axum's own refusals: the same codes as the API's for the same status.
+fn rejected_status(status: StatusCode, text: &str) -> (StatusCode, &'static str, String) {
+    let code = match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "validation_failed",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => {
+            return (
+                status,
+                "internal",
+                "something went wrong on our side".into(),
+            );
+        }
+        _ => "bad_request",
+    };
+    (status, code, text.to_owned())
 }
 
 /// The statuses of the manual integration's own failures (the typed codes).
@@ -473,12 +627,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::warn!(error.cause_chain = %cause_chain(&self), status = status.as_u16(), "request refused");
         }
-        let details = match &self {
-            Self::Dashboard(DashboardError::Validation { field, .. }) => Some(ErrorDetails {
-                field: field.clone(),
-            }),
-            _ => None,
-        };
+        let details = self.field().map(|field| ErrorDetails { field });
         let body = ErrorBody {
             error: ErrorDetail {
                 code,

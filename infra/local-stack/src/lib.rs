@@ -8,6 +8,7 @@ pub mod moto;
 pub mod paths;
 pub mod scheduler;
 pub mod standins;
+pub mod state;
 pub mod template;
 pub mod token;
 pub mod watch;

@@ -12,6 +12,7 @@ use local_stack::bridge::{Bridge, HttpInvoker};
 use local_stack::console;
 use local_stack::kapso_platform::{KapsoPlatformStandIn, ProjectWebhook};
 use local_stack::standins::{self, StandIn};
+use local_stack::state;
 use local_stack::token::{LOCAL_JWT_SECRET, TokenSpec};
 use local_stack::watch::LambdaWatch;
 use local_stack::{MotoServer, Template, aws_config_for, aws_env, free_port, paths};
@@ -704,9 +705,9 @@ async fn up() -> anyhow::Result<()> {
     detail(&format!(
         "send API (an hour's token for {WORKSPACE}; `local-stack token` mints more):"
     ));
-    detail(&format!(
-        "curl -H 'Authorization: Bearer {token}' {}/v1/ai-config",
-        stack.watch.base_url()
+    detail(&local_stack::token::curl_line(
+        &token,
+        &stack.watch.base_url(),
     ));
     let console = console::serve(
         console::ConsoleConfig {
@@ -727,7 +728,38 @@ async fn up() -> anyhow::Result<()> {
     )
     .await?;
     detail(&format!("console:            {}", console.url));
-    tokio::signal::ctrl_c().await?;
+    // `local-stack token` finds this stack's port here.
+    let state_file = state::path();
+    state::write(
+        &state_file,
+        &state::StackState {
+            port: stack.watch.port,
+        },
+    )?;
+    let stopped = tokio::signal::ctrl_c().await;
+    state::clear(&state_file);
+    Ok(stopped?)
+}
+
+/// Prints a token for `workspace` on stdout and, on stderr, a `curl` line with it for the
+/// running stack: the one `up` recorded, or the one on `WATCH_PORT`.
+fn token(workspace: &str) -> anyhow::Result<()> {
+    let token = TokenSpec::local(workspace).mint()?;
+    let port = match port_from_env("WATCH_PORT")? {
+        Some(port) => Some(port),
+        None => state::running(&state::path()).map(|s| s.port),
+    };
+    eprintln!("# a token for workspace {workspace}, valid for an hour");
+    match port {
+        Some(port) => eprintln!(
+            "{}",
+            local_stack::token::curl_line(&token, &format!("http://127.0.0.1:{port}"))
+        ),
+        None => eprintln!(
+            "# no running stack found: `infra/demo up` starts one (or set WATCH_PORT to its port)"
+        ),
+    }
+    println!("{token}");
     Ok(())
 }
 
@@ -758,14 +790,7 @@ async fn main() -> anyhow::Result<()> {
         Some("reminders") => reminders_demo::demo().await,
         Some("token") => {
             let workspace = std::env::args().nth(2).unwrap_or_else(|| WORKSPACE.into());
-            let token = TokenSpec::local(&workspace).mint()?;
-            let port = std::env::var("WATCH_PORT").unwrap_or_else(|_| "<WATCH_PORT>".into());
-            eprintln!("# a token for workspace {workspace}, valid for an hour; for example:");
-            eprintln!(
-                "# curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:{port}/v1/ai-config"
-            );
-            println!("{token}");
-            Ok(())
+            token(&workspace)
         }
         _ => bail!("usage: local-stack <demo|reminders|up|token [WORKSPACE]>"),
     }

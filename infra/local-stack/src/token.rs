@@ -28,6 +28,12 @@ pub fn auth_env() -> Vec<(String, String)> {
     .collect()
 }
 
+/// A `curl` line, ready to paste, that reads the workspace's AI settings with `token` from the
+/// send API at `functions_url`.
+pub fn curl_line(token: &str, functions_url: &str) -> String {
+    format!("curl -H 'Authorization: Bearer {token}' {functions_url}/v1/ai-config")
+}
+
 /// Claims of a token for `workspace`, valid from now for `ttl`.
 #[derive(Debug, Clone)]
 pub struct TokenSpec<'a> {

@@ -518,15 +518,22 @@ async fn in_conversation<D: SendStore, S: SecretSource>(
 ) -> Result<SentMessage, SendError> {
     let store = sender.store;
     let contact = job.contact;
-    let pending: Vec<(Wamid, OffsetDateTime)> = store
+    // Coverage is per message, as the processor decides it: a customer message is pending
+    // while no reply intent covers it, whatever its timestamp says (two messages of the same
+    // second may be one answered, one not).
+    let inbound: Vec<(Wamid, OffsetDateTime)> = store
         .history(&conversation_id, PENDING_LOOKBACK)
         .await?
         .into_iter()
         .filter(|m| m.direction == Direction::Inbound)
-        .filter(|m| contact.answered_through.is_none_or(|t| m.timestamp > t))
         .map(|m| (m.wamid, m.timestamp))
         .collect();
-    let mut covers: Vec<Wamid> = pending.iter().map(|(w, _)| w.clone()).collect();
+    let candidates: Vec<Wamid> = inbound.iter().map(|(w, _)| w.clone()).collect();
+    let mut covers = store.uncovered(&candidates).await?;
+    let pending: Vec<(Wamid, OffsetDateTime)> = inbound
+        .into_iter()
+        .filter(|(w, _)| covers.contains(w))
+        .collect();
     let intent = ReplyIntent {
         conversation_id: conversation_id.clone(),
         trigger: dashboard_trigger(job.at)?,
