@@ -283,6 +283,8 @@ pub struct HistoryItem {
     pub text: Option<String>,
     pub kind: String,
     pub timestamp: OffsetDateTime,
+    /// A reply intent covers the message (as last written; the index read may lag a moment).
+    pub covered: bool,
 }
 
 /// The guard against double replies: one per conversation and triggering message.

@@ -520,20 +520,16 @@ async fn in_conversation<D: SendStore, S: SecretSource>(
     let contact = job.contact;
     // Coverage is per message, as the processor decides it: a customer message is pending
     // while no reply intent covers it, whatever its timestamp says (two messages of the same
-    // second may be one answered, one not).
-    let inbound: Vec<(Wamid, OffsetDateTime)> = store
+    // second may be one answered, one not). The history read may lag a mark written a moment
+    // ago; the intent's conditions catch that, and the loop below covers what is left.
+    let pending: Vec<(Wamid, OffsetDateTime)> = store
         .history(&conversation_id, PENDING_LOOKBACK)
         .await?
         .into_iter()
-        .filter(|m| m.direction == Direction::Inbound)
+        .filter(|m| m.direction == Direction::Inbound && !m.covered)
         .map(|m| (m.wamid, m.timestamp))
         .collect();
-    let candidates: Vec<Wamid> = inbound.iter().map(|(w, _)| w.clone()).collect();
-    let mut covers = store.uncovered(&candidates).await?;
-    let pending: Vec<(Wamid, OffsetDateTime)> = inbound
-        .into_iter()
-        .filter(|(w, _)| covers.contains(w))
-        .collect();
+    let mut covers: Vec<Wamid> = pending.iter().map(|(w, _)| w.clone()).collect();
     let intent = ReplyIntent {
         conversation_id: conversation_id.clone(),
         trigger: dashboard_trigger(job.at)?,

@@ -306,6 +306,7 @@ impl MessageStore for DynamoStore {
                     text: m.text,
                     kind: m.kind,
                     timestamp: m.timestamp,
+                    covered: m.reply_intent.is_some(),
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
