@@ -71,8 +71,8 @@ impl ContactStore for DynamoStore {
             .expression_attribute_values(":now", ts(at))
             .expression_attribute_values(":no", b(false))
             .expression_attribute_values(":tags", AttributeValue::L(vec![]))
-            .expression_attribute_values(":gpk", s(format!("WS#{}", ws.as_str())))
-            .expression_attribute_values(":gsk", s(super::contact_directory::phone_sort_key(wa_id)))
+            .expression_attribute_values(":gpk", s(workspace_partition(ws)))
+            .expression_attribute_values(":gsk", s(contact_phone_sk(wa_id)))
             .return_values(ReturnValue::AllNew);
         // A customer known only by a business-scoped user id has no phone number to store.
         if let Some(phone) = wa_id.phone().map(|p| format!("+{p}")) {
@@ -88,14 +88,8 @@ impl ContactStore for DynamoStore {
             );
             request = request
                 .expression_attribute_values(":name", s(name))
-                .expression_attribute_values(
-                    ":pkey",
-                    s(super::contact_directory::name_sort_key(name, wa_id)),
-                )
-                .expression_attribute_values(
-                    ":g2pk",
-                    s(super::contact_directory::name_partition(ws)),
-                );
+                .expression_attribute_values(":pkey", s(contact_name_sk(name, wa_id)))
+                .expression_attribute_values(":g2pk", s(contact_name_partition(ws)));
         }
         let item = request
             .update_expression(expression)

@@ -39,7 +39,7 @@ pub(super) struct ConversationItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Stamp>,
     /// Index keys: written, never needed to read an item back. GSI1 sorts a workspace's
-    /// conversations by activity ([`activity_sort_key`]); GSI2 finds one by its id
+    /// conversations by activity ([`conversation_activity_sk`]); GSI2 finds one by its id
     /// ([`conversation_id_key`]).
     #[serde(default)]
     pub gsi1pk: String,
@@ -49,20 +49,6 @@ pub(super) struct ConversationItem {
     pub gsi2pk: String,
     #[serde(default)]
     pub gsi2sk: String,
-}
-
-/// A conversation's GSI1 sort key: `CONV#<activity ms, 15 digits>#<id>`, so a workspace's
-/// conversations list newest activity first, and `updatedSince` is a key condition.
-pub(super) fn activity_sort_key(id: &ConversationId, at: OffsetDateTime) -> String {
-    format!("CONV#{:015}#{}", millis(at), id.as_str())
-}
-
-/// The GSI2 key that finds a conversation by its id, within its workspace only.
-pub(super) fn conversation_id_key(ws: &WorkspaceId, id: &ConversationId) -> (String, String) {
-    (
-        format!("CONV#{}#{}", ws.as_str(), id.as_str()),
-        "CONVERSATION".into(),
-    )
 }
 
 /// The writes that record activity on a conversation: `updated_at` and its GSI1 sort key.
@@ -76,7 +62,7 @@ pub(super) fn touch_values(
 ) -> [(&'static str, AttributeValue); 2] {
     [
         (":activity", ts(at)),
-        (":activity_key", s(activity_sort_key(id, at))),
+        (":activity_key", s(conversation_activity_sk(id, at))),
     ]
 }
 
@@ -153,8 +139,8 @@ impl DynamoStore {
                 last_inbound_at: conversation.last_inbound_at.map(Stamp),
                 updated_at: Some(Stamp(now)),
                 ended_at: None,
-                gsi1pk: format!("WS#{}", ws.as_str()),
-                gsi1sk: activity_sort_key(&conversation.id, now),
+                gsi1pk: workspace_partition(ws),
+                gsi1sk: conversation_activity_sk(&conversation.id, now),
                 gsi2pk,
                 gsi2sk,
             };

@@ -17,9 +17,7 @@ use crate::dashboard::inbox::{
 use crate::dashboard::page::{Page, PageKey};
 use crate::ids::{ConversationId, PhoneNumberId, WaId, WorkspaceId};
 
-use super::conversations::{
-    self, ConversationItem, conversation_id_key, touch_expression, touch_values,
-};
+use super::conversations::{self, ConversationItem, touch_expression, touch_values};
 use super::messages::MessageItem;
 use super::*;
 
@@ -305,18 +303,27 @@ impl InboxStore for DynamoStore {
         let after = query
             .after
             .clone()
-            .map(|a| a.expect(&format!("CT#{}#", ws.as_str()), "CONV#", "CONV#"))
+            .map(|a| {
+                a.expect(
+                    &workspace_contacts_prefix(ws),
+                    CONVERSATION_PREFIX,
+                    CONVERSATION_PREFIX,
+                )
+            })
             .transpose()?;
         let range = match query.updated_since {
             // Strictly after: from the next millisecond on.
             Some(since) => (
                 "#sk BETWEEN :lo AND :hi",
                 vec![
-                    (":lo", s(format!("CONV#{:015}#", millis(since) + 1))),
-                    (":hi", s("CONV#~")),
+                    (":lo", s(conversation_activity_from(millis(since) + 1))),
+                    (":hi", s(CONVERSATION_ACTIVITY_END)),
                 ],
             ),
-            None => ("begins_with(#sk, :conv)", vec![(":conv", s("CONV#"))]),
+            None => (
+                "begins_with(#sk, :conv)",
+                vec![(":conv", s(CONVERSATION_PREFIX))],
+            ),
         };
         let filter = query.status.map(|status| {
             let value = match status {
@@ -332,7 +339,7 @@ impl InboxStore for DynamoStore {
         let (items, next) = self
             .index_page(
                 "GSI1",
-                &format!("WS#{}", ws.as_str()),
+                &workspace_partition(ws),
                 range,
                 filter,
                 true,
@@ -413,13 +420,18 @@ impl InboxStore for DynamoStore {
         limit: u32,
         after: Option<PageKey>,
     ) -> Result<Page<Message>, DashboardError> {
-        let after = after.map(|a| a.expect("MSG#", "MESSAGE", "")).transpose()?;
+        let after = after
+            .map(|a| a.expect(MESSAGE_PREFIX, MESSAGE_SK, ""))
+            .transpose()?;
         let ws = &conversation.contact.workspace_id;
         let (items, next) = self
             .index_page(
                 "GSI1",
-                &format!("CONV#{}", conversation.id.as_str()),
-                ("#sk >= :zero", vec![(":zero", s("0"))]),
+                &conversation_messages_partition(&conversation.id),
+                (
+                    "#sk >= :zero",
+                    vec![(":zero", s(MESSAGE_POSITION_START))],
+                ),
                 // Conversation ids are unique, but a message is only ever shown to its own
                 // workspace.
                 Some(("workspace_id = :ws", vec![], vec![(":ws", s(ws.as_str()))])),

@@ -122,8 +122,8 @@ impl From<&NewMessage> for MessageItem {
             }),
             reply_intent: None,
             raw: m.raw.clone(),
-            gsi1pk: format!("CONV#{}", m.conversation_id.as_str()),
-            gsi1sk: format!("{:015}#{}", millis(m.timestamp), m.wamid.as_str()),
+            gsi1pk: conversation_messages_partition(&m.conversation_id),
+            gsi1sk: message_position_sk(m.timestamp, &m.wamid),
         }
     }
 }
@@ -280,7 +280,7 @@ impl MessageStore for DynamoStore {
             .table_name(&self.table)
             .index_name("GSI1")
             .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", s(format!("CONV#{}", conversation.as_str())))
+            .expression_attribute_values(":pk", s(conversation_messages_partition(conversation)))
             .scan_index_forward(false)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .send()
@@ -339,7 +339,7 @@ impl DynamoStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(format!("EARLY#{}", wamid.as_str())))
+            .expression_attribute_values(":pk", s(early_partition(wamid)))
             .consistent_read(true)
             .send()
             .await

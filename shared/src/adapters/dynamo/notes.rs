@@ -13,10 +13,6 @@ use crate::ids::{WaId, WorkspaceId};
 
 use super::*;
 
-pub fn note_key(ws: &WorkspaceId, wa_id: &WaId, id: &str) -> (String, String) {
-    (contact_key(ws, wa_id).0, format!("NOTE#{id}"))
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct NoteItem {
     id: String,
@@ -42,8 +38,8 @@ impl NoteStore for DynamoStore {
         limit: u32,
         after: Option<PageKey>,
     ) -> Result<Page<Note>, DashboardError> {
-        let pk = contact_key(ws, wa_id).0;
-        let after = after.map(|a| a.expect(&pk, "NOTE#", "NOTE#")).transpose()?;
+        let pk = contact_partition(ws, wa_id);
+        let after = after.map(|a| a.expect(&pk, NOTE_PREFIX, NOTE_PREFIX)).transpose()?;
         let from_client = after.is_some();
         let output =
             self.client
@@ -51,7 +47,7 @@ impl NoteStore for DynamoStore {
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :note)")
                 .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":note", s("NOTE#"))
+                .expression_attribute_values(":note", s(NOTE_PREFIX))
                 .scan_index_forward(false)
                 .limit(i32::try_from(limit).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(after.map(|a| {

@@ -11,17 +11,6 @@ use crate::ids::WorkspaceId;
 
 use super::*;
 
-pub fn quick_reply_key(ws: &WorkspaceId, id: &str) -> (String, String) {
-    (format!("WS#{}", ws.as_str()), format!("QUICK_REPLY#{id}"))
-}
-
-fn shortcut_key(ws: &WorkspaceId, shortcut: &str) -> (String, String) {
-    (
-        format!("WS#{}", ws.as_str()),
-        format!("SHORTCUT#{shortcut}"),
-    )
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct QuickReplyItem {
     id: String,
@@ -147,8 +136,8 @@ impl QuickReplyStore for DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :qr)")
-                .expression_attribute_values(":pk", s(format!("WS#{}", ws.as_str())))
-                .expression_attribute_values(":qr", s("QUICK_REPLY#"))
+                .expression_attribute_values(":pk", s(workspace_partition(ws)))
+                .expression_attribute_values(":qr", s(QUICK_REPLY_PREFIX))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()

@@ -52,7 +52,7 @@ fn reminder_item(reminder: &Reminder) -> StoreResult<Item> {
     let row = ReminderItem {
         reminder,
         due_ms: due_ms(reminder.due_at),
-        gsi1pk: format!("WS#{}", reminder.workspace_id.as_str()),
+        gsi1pk: workspace_partition(&reminder.workspace_id),
         gsi1sk: reminder_list_sk(ms, &reminder.id),
         gsi2pk: indexed.then(|| reminder_due_pk(&reminder.id)),
         gsi2sk: indexed.then(|| reminder_due_sk(ms, &reminder.id)),
@@ -191,7 +191,7 @@ impl ReminderStore for DynamoStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> StoreResult<Result<ReminderPage, BadCursor>> {
-        let partition = format!("WS#{}", ws.as_str());
+        let partition = workspace_partition(ws);
         // The same cursors and paging as every other dashboard list (`dashboard::page`).
         let after = match cursor.map(PageKey::decode).transpose() {
             Ok(after) => after,
@@ -199,7 +199,7 @@ impl ReminderStore for DynamoStore {
         };
         if after
             .as_ref()
-            .is_some_and(|a| a.pk != partition || !a.sk.starts_with("REMINDER#"))
+            .is_some_and(|a| a.pk != partition || !a.sk.starts_with(REMINDER_PREFIX))
         {
             return Ok(Err(BadCursor));
         }
@@ -208,8 +208,8 @@ impl ReminderStore for DynamoStore {
         let range = (
             "#sk BETWEEN :from AND :to",
             vec![
-                (":from", s(format!("REMINDER#{from:015}"))),
-                (":to", s(format!("REMINDER#{to:015}#~"))),
+                (":from", s(reminder_list_from(from))),
+                (":to", s(reminder_list_through(to))),
             ],
         );
         let mut conditions = Vec::new();

@@ -37,8 +37,8 @@ impl SendStore for DynamoStore {
             .table_name(&self.table)
             .index_name("GSI1")
             .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
-            .expression_attribute_values(":pk", s(format!("WS#{}", ws.as_str())))
-            .expression_attribute_values(":prefix", s("INTEGRATION#"))
+            .expression_attribute_values(":pk", s(workspace_partition(ws)))
+            .expression_attribute_values(":prefix", s(INTEGRATION_PREFIX))
             .send()
             .await
             .map_err(unavailable)?;
@@ -48,11 +48,7 @@ impl SendStore for DynamoStore {
             .into_iter()
             .map(|item| {
                 let row: IntegrationItem = from_item(item)?;
-                let pn = row
-                    .gsi1sk
-                    .strip_prefix("INTEGRATION#")
-                    .map(PhoneNumberId::parse)
-                    .and_then(Result::ok)
+                let pn = integration_list_number(&row.gsi1sk)
                     .ok_or_else(|| corrupt(format!("integration sort key {}", row.gsi1sk)))?;
                 Ok(Integration {
                     phone_number_id: pn,

@@ -145,8 +145,8 @@ pub(super) fn integration_item(integration: &Integration) -> StoreResult<Item> {
         status: integration.status,
         error: integration.error.clone(),
         access_token: integration.access_token.clone(),
-        gsi1pk: format!("WS#{}", ws.as_str()),
-        gsi1sk: format!("INTEGRATION#{}", integration.phone_number_id.as_str()),
+        gsi1pk: workspace_partition(ws),
+        gsi1sk: integration_list_sk(&integration.phone_number_id),
     };
     to_item(integration_key(&integration.phone_number_id), &item)
 }
