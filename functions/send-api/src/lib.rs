@@ -30,7 +30,7 @@ use shared::dashboard::inbox::{
 };
 use shared::dashboard::notes::{NewNote, Note, NotePage, NoteStore};
 use shared::dashboard::quick_replies::{
-    QuickReply, QuickReplyInput, QuickReplyList, QuickReplyStore,
+    QuickReply, QuickReplyInput, QuickReplyPage, QuickReplyStore,
 };
 use shared::dashboard::send::{SendError, SendStore, UpstreamFailure};
 use shared::dashboard::{DashboardError, from_json};
@@ -212,7 +212,7 @@ async fn openapi_document() -> Response {
         AiSettings, Providers, ProviderModel, ErrorBody, ErrorDetail, ErrorDetails,
         Conversation, ConversationPage, ConversationPatch, ConversationStatus, Message,
         MessagePage, MessageError, StatusChange, AiReply, Contact, ContactPage, ContactPatch,
-        Note, NewNote, NotePage, QuickReply, QuickReplyInput, QuickReplyList,
+        Note, NewNote, NotePage, QuickReply, QuickReplyInput, QuickReplyPage,
     )),
     modifiers(&BearerAuth),
 )]

@@ -6,9 +6,7 @@ use time::OffsetDateTime;
 
 use crate::conversations::store::StoreResult;
 use crate::dashboard::DashboardError;
-use crate::dashboard::contacts::{
-    Contact, ContactChange, ContactDirectory, ContactSearch,
-};
+use crate::dashboard::contacts::{Contact, ContactChange, ContactDirectory, ContactSearch};
 use crate::dashboard::page::{Page, PageKey};
 use crate::ids::{WaId, WorkspaceId};
 
@@ -141,7 +139,10 @@ impl ContactDirectory for DynamoStore {
                     Some(profile) => {
                         sets.extend(["gsi2pk = :g2pk", "gsi2sk = :pkey"]);
                         request = request
-                            .expression_attribute_values(":pkey", s(contact_name_sk(profile, wa_id)))
+                            .expression_attribute_values(
+                                ":pkey",
+                                s(contact_name_sk(profile, wa_id)),
+                            )
                             .expression_attribute_values(":g2pk", s(contact_name_partition(ws)));
                     }
                     None => removes.extend(["gsi2pk", "gsi2sk"]),

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::KeysAndAttributes;
+use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::conversations::model::ContactRef;
@@ -110,13 +111,40 @@ fn provider_name(p: crate::ai::ProviderName) -> String {
         .unwrap_or_default()
 }
 
-/// The position of an item in an index, as a cursor.
-pub(super) fn position(item: &Item, index_sk: &str) -> Option<PageKey> {
-    let get = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-    Some(PageKey {
-        pk: get("pk")?,
-        sk: get("sk")?,
-        index_sk: get(index_sk)?,
+/// The keys of the last item a query read (its `LastEvaluatedKey`): the table's, and an index's
+/// when the query read one.
+#[derive(Debug, Deserialize)]
+struct LastKey {
+    pk: String,
+    sk: String,
+    #[serde(default)]
+    gsi1sk: Option<String>,
+    #[serde(default)]
+    gsi2sk: Option<String>,
+}
+
+/// The position of an item in an index (`index_sk` names the index's sort key), as a cursor.
+pub(super) fn position(item: Item, index_sk: &str) -> StoreResult<PageKey> {
+    let last: LastKey = from_item(item)?;
+    let index = match index_sk {
+        "gsi2sk" => last.gsi2sk,
+        _ => last.gsi1sk,
+    };
+    let index_sk = index.ok_or_else(|| corrupt(format!("a last key without {index_sk}")))?;
+    Ok(PageKey {
+        pk: last.pk,
+        sk: last.sk,
+        index_sk,
+    })
+}
+
+/// The position of an item in the table (a query without an index), as a cursor.
+pub(super) fn table_position(item: Item) -> StoreResult<PageKey> {
+    let last: LastKey = from_item(item)?;
+    Ok(PageKey {
+        pk: last.pk,
+        index_sk: last.sk.clone(),
+        sk: last.sk,
     })
 }
 
@@ -211,12 +239,12 @@ impl DynamoStore {
             match output.last_evaluated_key {
                 None => return Ok((items, None)),
                 Some(last) if items.len() >= limit as usize => {
-                    return Ok((items, position(&last, sk_name)));
+                    return Ok((items, Some(position(last, sk_name)?)));
                 }
                 Some(last) => start = Some(last),
             }
         }
-        let next = start.as_ref().and_then(|s| position(s, sk_name));
+        let next = start.map(|s| position(s, sk_name)).transpose()?;
         Ok((items, next))
     }
 
@@ -428,10 +456,7 @@ impl InboxStore for DynamoStore {
             .index_page(
                 "GSI1",
                 &conversation_messages_partition(&conversation.id),
-                (
-                    "#sk >= :zero",
-                    vec![(":zero", s(MESSAGE_POSITION_START))],
-                ),
+                ("#sk >= :zero", vec![(":zero", s(MESSAGE_POSITION_START))]),
                 // Conversation ids are unique, but a message is only ever shown to its own
                 // workspace.
                 Some(("workspace_id = :ws", vec![], vec![(":ws", s(ws.as_str()))])),

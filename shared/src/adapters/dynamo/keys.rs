@@ -136,7 +136,10 @@ pub(super) fn conversation_id_key(ws: &WorkspaceId, id: &ConversationId) -> (Str
 // ----- messages -------------------------------------------------------------------------------
 
 pub fn message_key(wamid: &Wamid) -> (String, String) {
-    (format!("{MESSAGE_PREFIX}{}", wamid.as_str()), MESSAGE_SK.into())
+    (
+        format!("{MESSAGE_PREFIX}{}", wamid.as_str()),
+        MESSAGE_SK.into(),
+    )
 }
 pub(super) const MESSAGE_PREFIX: &str = "MSG#";
 pub(super) const MESSAGE_SK: &str = "MESSAGE";
@@ -178,6 +181,11 @@ pub fn quick_reply_key(ws: &WorkspaceId, id: &str) -> (String, String) {
     (workspace_partition(ws), format!("{QUICK_REPLY_PREFIX}{id}"))
 }
 pub(super) const QUICK_REPLY_PREFIX: &str = "QUICK_REPLY#";
+/// How many quick replies a workspace has: `WS#<workspace_id>` / `QUICK_REPLY_COUNT`, moved in
+/// the transaction that creates or deletes one.
+pub fn quick_reply_count_key(ws: &WorkspaceId) -> (String, String) {
+    (workspace_partition(ws), "QUICK_REPLY_COUNT".into())
+}
 /// The guard item of a quick reply's shortcut: `WS#<workspace_id>` / `SHORTCUT#<shortcut>`.
 pub(super) fn shortcut_key(ws: &WorkspaceId, shortcut: &str) -> (String, String) {
     (workspace_partition(ws), format!("SHORTCUT#{shortcut}"))

@@ -82,6 +82,11 @@ fn to_item<T: Serialize>(k: (String, String), row: &T) -> StoreResult<Item> {
     Ok(item)
 }
 
+/// An expression attribute value, written by serde_dynamo exactly as a row's field is.
+fn to_value<T: Serialize>(v: T) -> StoreResult<AttributeValue> {
+    serde_dynamo::to_attribute_value(v).map_err(corrupt)
+}
+
 /// Reads a stored item into its typed row; an item of another shape is corrupt.
 fn from_item<T: DeserializeOwned>(item: Item) -> StoreResult<T> {
     serde_dynamo::from_item(item).map_err(corrupt)

@@ -39,7 +39,9 @@ impl NoteStore for DynamoStore {
         after: Option<PageKey>,
     ) -> Result<Page<Note>, DashboardError> {
         let pk = contact_partition(ws, wa_id);
-        let after = after.map(|a| a.expect(&pk, NOTE_PREFIX, NOTE_PREFIX)).transpose()?;
+        let after = after
+            .map(|a| a.expect(&pk, NOTE_PREFIX, NOTE_PREFIX))
+            .transpose()?;
         let from_client = after.is_some();
         let output =
             self.client
@@ -62,14 +64,10 @@ impl NoteStore for DynamoStore {
                         DashboardError::from(unavailable(e))
                     }
                 })?;
-        let next = output.last_evaluated_key.and_then(|last| {
-            let sk = last.get("sk")?.as_s().ok()?.clone();
-            Some(PageKey {
-                pk: pk.clone(),
-                index_sk: sk.clone(),
-                sk,
-            })
-        });
+        let next = output
+            .last_evaluated_key
+            .map(super::inbox::table_position)
+            .transpose()?;
         let items = output
             .items
             .unwrap_or_default()

@@ -336,8 +336,8 @@ impl ReminderQueue for DynamoStore {
             items,
             next: page
                 .last_evaluated_key
-                .as_ref()
-                .and_then(|last| position(last, "gsi2sk"))
+                .map(|last| position(last, "gsi2sk"))
+                .transpose()?
                 .map(|at| at.encode()),
         })
     }
