@@ -6,6 +6,7 @@ mod contacts;
 mod inbox;
 mod notes;
 mod reminders;
+mod settings;
 pub mod whatsapp;
 
 use std::sync::Arc;
@@ -85,6 +86,7 @@ pub trait ApiStore:
     + QuickReplyStore
     + whatsapp::WhatsAppStore
     + shared::reminders::store::ReminderStore
+    + shared::dashboard::settings::TemplateSettingsStore
 {
 }
 
@@ -98,6 +100,7 @@ impl<T> ApiStore for T where
         + QuickReplyStore
         + whatsapp::WhatsAppStore
         + shared::reminders::store::ReminderStore
+        + shared::dashboard::settings::TemplateSettingsStore
 {
 }
 
@@ -140,6 +143,7 @@ pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
         )
         .merge(whatsapp::routes::<S, D>())
         .merge(reminders::routes::<S, D>())
+        .merge(settings::routes::<S, D>())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(request_span))
@@ -242,6 +246,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(whatsapp::WhatsAppDoc::openapi());
     doc.merge(reminders::RemindersDoc::openapi());
+    doc.merge(settings::SettingsDoc::openapi());
     doc
 }
 

@@ -1,13 +1,13 @@
 //! The reads of a dashboard send: the workspace's numbers, a contact's thread without touching
-//! it, the workspace's transactional templates, and which messages no reply covers yet.
+//! it, the workspace's transactional templates (and their one write), and which messages no
+//! reply covers yet.
 
 use serde::Deserialize;
-
-use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::conversations::model::{ContactState, Integration};
 use crate::conversations::store::StoreResult;
 use crate::dashboard::send::SendStore;
+use crate::dashboard::settings::TemplateSettingsStore;
 use crate::ids::{PhoneNumberId, WaId, Wamid, WorkspaceId};
 
 use super::contacts::contact_state;
@@ -96,25 +96,34 @@ impl SendStore for DynamoStore {
     }
 }
 
-/// Seeding for the local stack and tests (the dashboard route that edits it comes later).
-impl DynamoStore {
-    pub async fn set_transactional_templates(
+impl TemplateSettingsStore for DynamoStore {
+    async fn write_transactional_templates(
         &self,
         ws: &WorkspaceId,
-        names: &[&str],
+        names: &[String],
     ) -> StoreResult<()> {
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(workspace_key(ws))))
             .update_expression("SET transactional_templates = :names")
-            .expression_attribute_values(
-                ":names",
-                AttributeValue::L(names.iter().map(|n| s(*n)).collect()),
-            )
+            .expression_attribute_values(":names", to_value(names)?)
             .send()
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+/// Seeding for the local stack and tests (the dashboard edits the list through
+/// `PUT /v1/templates/transactional`).
+impl DynamoStore {
+    pub async fn set_transactional_templates(
+        &self,
+        ws: &WorkspaceId,
+        names: &[&str],
+    ) -> StoreResult<()> {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        self.write_transactional_templates(ws, &names).await
     }
 }
