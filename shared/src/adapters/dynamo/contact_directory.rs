@@ -78,7 +78,10 @@ impl ContactDirectory for DynamoStore {
             .index_page(
                 index,
                 &partition,
-                ("begins_with(#sk, :prefix)", vec![(":prefix", s(prefix))]),
+                (
+                    "begins_with(#sk, :prefix)",
+                    vec![(":prefix", to_value(prefix)?)],
+                ),
                 None,
                 false,
                 limit,
@@ -113,9 +116,9 @@ impl ContactDirectory for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(contact_key(ws, wa_id))))
+            .set_key(Some(key(contact_key(ws, wa_id))?))
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":now", ts(at));
+            .expression_attribute_values(":now", to_value(Stamp(at))?);
         match &change.name {
             None => {}
             Some(Some(name)) => {
@@ -127,9 +130,9 @@ impl ContactDirectory for DynamoStore {
                 ]);
                 request = request
                     .expression_attribute_names("#name", "name")
-                    .expression_attribute_values(":name", s(name))
-                    .expression_attribute_values(":nkey", s(contact_name_sk(name, wa_id)))
-                    .expression_attribute_values(":g2pk", s(contact_name_partition(ws)));
+                    .expression_attribute_values(":name", to_value(name)?)
+                    .expression_attribute_values(":nkey", to_value(contact_name_sk(name, wa_id))?)
+                    .expression_attribute_values(":g2pk", to_value(contact_name_partition(ws))?);
             }
             // Back to the profile name, in the search too.
             Some(None) => {
@@ -141,9 +144,12 @@ impl ContactDirectory for DynamoStore {
                         request = request
                             .expression_attribute_values(
                                 ":pkey",
-                                s(contact_name_sk(profile, wa_id)),
+                                to_value(contact_name_sk(profile, wa_id))?,
                             )
-                            .expression_attribute_values(":g2pk", s(contact_name_partition(ws)));
+                            .expression_attribute_values(
+                                ":g2pk",
+                                to_value(contact_name_partition(ws))?,
+                            );
                     }
                     None => removes.extend(["gsi2pk", "gsi2sk"]),
                 }
@@ -151,10 +157,7 @@ impl ContactDirectory for DynamoStore {
         }
         if let Some(tags) = &change.tags {
             sets.push("tags = :tags");
-            request = request.expression_attribute_values(
-                ":tags",
-                AttributeValue::L(tags.iter().map(s).collect()),
-            );
+            request = request.expression_attribute_values(":tags", to_value(tags)?);
         }
         let mut expression = format!("SET {}", sets.join(", "));
         if !removes.is_empty() {

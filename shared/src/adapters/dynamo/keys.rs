@@ -268,3 +268,73 @@ pub(super) fn reminder_list_from(due_ms: i128) -> String {
 pub(super) fn reminder_list_through(due_ms: i128) -> String {
     format!("{REMINDER_PREFIX}{due_ms:015}#~")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout of docs/data-model.md, written out: a change here is a data migration.
+    #[test]
+    fn every_key_is_laid_out_as_the_data_model_says() {
+        let ws = WorkspaceId::parse("ws1").unwrap();
+        let wa = WaId::parse("15551234567").unwrap();
+        let pn = PhoneNumberId::parse("987654321").unwrap();
+        let conv = ConversationId::parse("01JCONV").unwrap();
+        let wamid = Wamid::parse("wamid.X").unwrap();
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_000_000).unwrap();
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+
+        assert_eq!(workspace_key(&ws), pair("WS#ws1", "WORKSPACE"));
+        assert_eq!(integration_list_sk(&pn), "INTEGRATION#987654321");
+        assert_eq!(
+            integration_list_number("INTEGRATION#987654321"),
+            Some(pn.clone())
+        );
+        assert_eq!(integration_list_number("PN#987654321"), None);
+        assert_eq!(contact_key(&ws, &wa), pair("CT#ws1#15551234567", "CONTACT"));
+        assert_eq!(contact_phone_sk(&wa), "CONTACT#15551234567");
+        assert_eq!(contact_phone_prefix("1555"), "CONTACT#1555");
+        assert_eq!(contact_name_partition(&ws), "CTNAME#ws1");
+        assert_eq!(
+            contact_name_sk("  Ana  Maria ", &wa),
+            "ana maria#15551234567"
+        );
+        assert_eq!(
+            note_key(&ws, &wa, "01JNOTE"),
+            pair("CT#ws1#15551234567", "NOTE#01JNOTE")
+        );
+        assert_eq!(
+            conversation_key(&ws, &wa, &conv),
+            pair("CT#ws1#15551234567", "CONV#01JCONV")
+        );
+        assert_eq!(
+            conversation_activity_sk(&conv, at),
+            "CONV#001700000000123#01JCONV"
+        );
+        assert_eq!(
+            conversation_id_key(&ws, &conv),
+            pair("CONV#ws1#01JCONV", "CONVERSATION")
+        );
+        assert_eq!(conversation_messages_partition(&conv), "CONV#01JCONV");
+        assert_eq!(message_position_sk(at, &wamid), "001700000000123#wamid.X");
+        assert_eq!(message_key(&wamid), pair("MSG#wamid.X", "MESSAGE"));
+        assert_eq!(
+            early_key(&wamid, MessageStatus::Delivered),
+            pair("EARLY#wamid.X", "STATUS#delivered")
+        );
+        assert_eq!(
+            quick_reply_key(&ws, "01JQR"),
+            pair("WS#ws1", "QUICK_REPLY#01JQR")
+        );
+        assert_eq!(
+            shortcut_key(&ws, "/hours"),
+            pair("WS#ws1", "SHORTCUT#/hours")
+        );
+        assert_eq!(
+            quick_reply_count_key(&ws),
+            pair("WS#ws1", "QUICK_REPLY_COUNT")
+        );
+        assert_eq!(reminder_list_from(5), "REMINDER#000000000000005");
+        assert_eq!(reminder_list_through(5), "REMINDER#000000000000005#~");
+    }
+}

@@ -1,8 +1,6 @@
 //! Notes on a contact (`CT#<workspace_id>#<wa_id>` / `NOTE#<ulid>`): in the contact's own
 //! partition, so a contact's notes are one query, newest first.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::conversations::store::StoreResult;
@@ -43,27 +41,26 @@ impl NoteStore for DynamoStore {
             .map(|a| a.expect(&pk, NOTE_PREFIX, NOTE_PREFIX))
             .transpose()?;
         let from_client = after.is_some();
-        let output =
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :note)")
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":note", s(NOTE_PREFIX))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(after.map(|a| {
-                    HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(a.sk))])
-                }))
-                .send()
-                .await
-                .map_err(|e| {
-                    if from_client && super::inbox::is_validation_error(&e) {
-                        super::inbox::bad_cursor()
-                    } else {
-                        DashboardError::from(unavailable(e))
-                    }
-                })?;
+        let start = after.map(|a| key((pk.clone(), a.sk))).transpose()?;
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :note)")
+            .expression_attribute_values(":pk", to_value(&pk)?)
+            .expression_attribute_values(":note", to_value(NOTE_PREFIX)?)
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| {
+                if from_client && super::inbox::is_validation_error(&e) {
+                    super::inbox::bad_cursor()
+                } else {
+                    DashboardError::from(unavailable(e))
+                }
+            })?;
         let next = output
             .last_evaluated_key
             .map(super::inbox::table_position)

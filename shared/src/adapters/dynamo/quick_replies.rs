@@ -78,7 +78,7 @@ impl DynamoStore {
             .delete(
                 Delete::builder()
                     .table_name(&self.table)
-                    .set_key(Some(key(k)))
+                    .set_key(Some(key(k)?))
                     .set_condition_expression(condition.map(str::to_owned))
                     .build()
                     .map_err(corrupt)?,
@@ -183,16 +183,17 @@ impl QuickReplyStore for DynamoStore {
             return Err(super::inbox::bad_cursor());
         }
         let from_client = after.is_some();
+        let start = after.map(|a| key((partition.clone(), a.sk))).transpose()?;
         let output = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :qr)")
-            .expression_attribute_values(":pk", s(&partition))
-            .expression_attribute_values(":qr", s(QUICK_REPLY_PREFIX))
+            .expression_attribute_values(":pk", to_value(&partition)?)
+            .expression_attribute_values(":qr", to_value(QUICK_REPLY_PREFIX)?)
             .consistent_read(true)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(after.map(|a| key((partition.clone(), a.sk))))
+            .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(|e| {

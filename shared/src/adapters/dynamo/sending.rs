@@ -37,8 +37,8 @@ impl SendStore for DynamoStore {
             .table_name(&self.table)
             .index_name("GSI1")
             .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
-            .expression_attribute_values(":pk", s(workspace_partition(ws)))
-            .expression_attribute_values(":prefix", s(INTEGRATION_PREFIX))
+            .expression_attribute_values(":pk", to_value(workspace_partition(ws))?)
+            .expression_attribute_values(":prefix", to_value(INTEGRATION_PREFIX)?)
             .send()
             .await
             .map_err(unavailable)?;
@@ -105,7 +105,7 @@ impl TemplateSettingsStore for DynamoStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(workspace_key(ws))))
+            .set_key(Some(key(workspace_key(ws))?))
             .update_expression("SET transactional_templates = :names")
             .expression_attribute_values(":names", to_value(names)?)
             .send()

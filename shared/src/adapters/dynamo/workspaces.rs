@@ -61,14 +61,14 @@ impl TenantStore for DynamoStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(integration_key(pn))))
+            .set_key(Some(key(integration_key(pn))?))
             .update_expression("SET #status = :error, #err = :message, updated_at = :now")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#err", "error")
-            .expression_attribute_values(":error", s("error"))
-            .expression_attribute_values(":message", s(error))
-            .expression_attribute_values(":now", ts(OffsetDateTime::now_utc()))
+            .expression_attribute_values(":error", to_value("error")?)
+            .expression_attribute_values(":message", to_value(error)?)
+            .expression_attribute_values(":now", to_value(Stamp(OffsetDateTime::now_utc()))?)
             .send()
             .await
             .map_err(unavailable)?;
