@@ -4,6 +4,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 use shared::adapters::dynamo::quick_reply_count_key;
+use shared::dashboard::page::PageKey;
 use shared::dashboard::quick_replies::MAX_QUICK_REPLIES;
 
 use crate::helpers::{spawn_api, token, workspace};
@@ -359,7 +360,8 @@ async fn a_quick_reply_cursor_from_another_workspace_is_refused_naming_the_curso
     }
     let page = inbox.ok("GET", "/v1/quick-replies", "limit=1", None).await;
     let cursor = page["nextCursor"].as_str().expect("a second page");
-    let a = token(&workspace("ws-a"));
+    let a_ws = workspace("ws-a");
+    let a = token(&a_ws);
     inbox
         .call_as(
             &a,
@@ -381,6 +383,24 @@ async fn a_quick_reply_cursor_from_another_workspace_is_refused_naming_the_curso
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(reply.json()["error"]["details"]["field"], "cursor");
     assert!(!reply.body.contains("B two"));
+
+    // Nor one of a partition that merely starts like the caller's.
+    let forged = PageKey {
+        pk: format!("WS#{}x", a_ws.as_str()),
+        sk: "QUICK_REPLY#0".into(),
+        index_sk: "QUICK_REPLY#0".into(),
+    };
+    let reply = inbox
+        .call_as(
+            &a,
+            "GET",
+            "/v1/quick-replies",
+            &format!("cursor={}", forged.encode()),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"]["details"]["field"], "cursor");
 }
 
 #[tokio::test]

@@ -159,7 +159,7 @@ pub(super) fn position(item: Item, index_sk: &str) -> StoreResult<PageKey> {
 }
 
 /// The position of an item in the table (a query without an index), as a cursor.
-pub(super) fn table_position(item: Item) -> StoreResult<PageKey> {
+fn table_position(item: Item) -> StoreResult<PageKey> {
     let last: LastKey = from_item(item)?;
     Ok(PageKey {
         pk: last.pk,
@@ -267,6 +267,51 @@ impl DynamoStore {
         }
         let next = start.map(|s| position(s, sk_name)).transpose()?;
         Ok((items, next))
+    }
+
+    /// Reads one page of the items of a table partition whose sort key starts with `prefix`
+    /// (the lists kept in one partition: a contact's notes, a workspace's quick replies). A
+    /// client's cursor must be a position in this very list; it is refused otherwise.
+    pub(super) async fn partition_page(
+        &self,
+        partition: &str,
+        prefix: &str,
+        newest_first: bool,
+        limit: u32,
+        after: Option<PageKey>,
+    ) -> Result<(Vec<Item>, Option<PageKey>), DashboardError> {
+        let after = after
+            .map(|a| a.expect(partition, prefix, prefix))
+            .transpose()?;
+        if after.as_ref().is_some_and(|a| a.pk != partition) {
+            return Err(bad_cursor());
+        }
+        let from_client = after.is_some();
+        let start = after
+            .map(|a| key((partition.to_owned(), a.sk)))
+            .transpose()?;
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", to_value(partition)?)
+            .expression_attribute_values(":prefix", to_value(prefix)?)
+            .consistent_read(true)
+            .scan_index_forward(!newest_first)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| {
+                if from_client && is_validation_error(&e) {
+                    bad_cursor()
+                } else {
+                    DashboardError::from(unavailable(e))
+                }
+            })?;
+        let next = output.last_evaluated_key.map(table_position).transpose()?;
+        Ok((output.items.unwrap_or_default(), next))
     }
 
     /// The contact items of `conversations`, by WhatsApp id, read in batches of 100 (what

@@ -36,38 +36,16 @@ impl NoteStore for DynamoStore {
         limit: u32,
         after: Option<PageKey>,
     ) -> Result<Page<Note>, DashboardError> {
-        let pk = contact_partition(ws, wa_id);
-        let after = after
-            .map(|a| a.expect(&pk, NOTE_PREFIX, NOTE_PREFIX))
-            .transpose()?;
-        let from_client = after.is_some();
-        let start = after.map(|a| key((pk.clone(), a.sk))).transpose()?;
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :note)")
-            .expression_attribute_values(":pk", to_value(&pk)?)
-            .expression_attribute_values(":note", to_value(NOTE_PREFIX)?)
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| {
-                if from_client && super::inbox::is_validation_error(&e) {
-                    super::inbox::bad_cursor()
-                } else {
-                    DashboardError::from(unavailable(e))
-                }
-            })?;
-        let next = output
-            .last_evaluated_key
-            .map(super::inbox::table_position)
-            .transpose()?;
-        let items = output
-            .items
-            .unwrap_or_default()
+        let (items, next) = self
+            .partition_page(
+                &contact_partition(ws, wa_id),
+                NOTE_PREFIX,
+                true,
+                limit,
+                after,
+            )
+            .await?;
+        let items = items
             .into_iter()
             .map(|item| {
                 let n: NoteItem = from_item(item)?;

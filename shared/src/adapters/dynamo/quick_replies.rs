@@ -174,42 +174,16 @@ impl QuickReplyStore for DynamoStore {
         limit: u32,
         after: Option<PageKey>,
     ) -> Result<Page<QuickReply>, DashboardError> {
-        let partition = workspace_partition(ws);
-        // A cursor reads on only in the partition it came from: the caller's own.
-        let after = after
-            .map(|a| a.expect(&partition, QUICK_REPLY_PREFIX, QUICK_REPLY_PREFIX))
-            .transpose()?;
-        if after.as_ref().is_some_and(|a| a.pk != partition) {
-            return Err(super::inbox::bad_cursor());
-        }
-        let from_client = after.is_some();
-        let start = after.map(|a| key((partition.clone(), a.sk))).transpose()?;
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :qr)")
-            .expression_attribute_values(":pk", to_value(&partition)?)
-            .expression_attribute_values(":qr", to_value(QUICK_REPLY_PREFIX)?)
-            .consistent_read(true)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| {
-                if from_client && super::inbox::is_validation_error(&e) {
-                    super::inbox::bad_cursor()
-                } else {
-                    DashboardError::from(unavailable(e))
-                }
-            })?;
-        let next = output
-            .last_evaluated_key
-            .map(super::inbox::table_position)
-            .transpose()?;
-        let items = output
-            .items
-            .unwrap_or_default()
+        let (items, next) = self
+            .partition_page(
+                &workspace_partition(ws),
+                QUICK_REPLY_PREFIX,
+                false,
+                limit,
+                after,
+            )
+            .await?;
+        let items = items
             .into_iter()
             .map(|item| Ok(view(from_item(item)?)))
             .collect::<StoreResult<Vec<_>>>()?;
