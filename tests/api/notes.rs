@@ -1,9 +1,13 @@
 //! Notes on a contact and quick replies, against moto: paging, validation, the duplicate
 //! shortcut, and tenant isolation.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
+use shared::adapters::dynamo::quick_reply_count_key;
+use shared::dashboard::page::PageKey;
+use shared::dashboard::quick_replies::MAX_QUICK_REPLIES;
 
-use crate::helpers::{token, workspace};
+use crate::helpers::{spawn_api, token, workspace};
 use crate::inbox::{CUSTOMERS, inbox};
 
 #[tokio::test]
@@ -305,4 +309,178 @@ async fn workspace_a_gets_404_for_workspace_bs_quick_reply_on_every_route() {
         .await;
     assert_eq!(list.json()["items"], json!([]));
     assert_eq!(inbox.ok("GET", &path, "", None).await, b);
+}
+
+#[tokio::test]
+async fn quick_replies_are_listed_oldest_first_page_by_page() {
+    let inbox = inbox(false).await;
+    for title in ["First", "Second", "Third"] {
+        let reply = inbox
+            .call("POST", "/v1/quick-replies", "", Some(&quick(title, None)))
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        // Ids are ULIDs: a millisecond apart, they sort as they were made.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let first = inbox.ok("GET", "/v1/quick-replies", "limit=2", None).await;
+    let cursor = first["nextCursor"].as_str().expect("a second page");
+    let second = inbox
+        .ok(
+            "GET",
+            "/v1/quick-replies",
+            &format!("limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert!(second.get("nextCursor").is_none(), "{second}");
+    let titles: Vec<&str> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["items"].as_array().unwrap())
+        .map(|q| q["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["First", "Second", "Third"]);
+
+    for query in ["limit=0", "limit=101", "limit=ten", "cursor=bad"] {
+        let reply = inbox.call("GET", "/v1/quick-replies", query, None).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        let field = query.split('=').next().unwrap();
+        assert_eq!(reply.json()["error"]["details"]["field"], field, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn a_quick_reply_cursor_from_another_workspace_is_refused_naming_the_cursor() {
+    let inbox = inbox(false).await;
+    for title in ["B one", "B two"] {
+        inbox
+            .call("POST", "/v1/quick-replies", "", Some(&quick(title, None)))
+            .await;
+    }
+    let page = inbox.ok("GET", "/v1/quick-replies", "limit=1", None).await;
+    let cursor = page["nextCursor"].as_str().expect("a second page");
+    let a_ws = workspace("ws-a");
+    let a = token(&a_ws);
+    inbox
+        .call_as(
+            &a,
+            "POST",
+            "/v1/quick-replies",
+            "",
+            Some(&quick("A one", None)),
+        )
+        .await;
+    let reply = inbox
+        .call_as(
+            &a,
+            "GET",
+            "/v1/quick-replies",
+            &format!("limit=1&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"]["details"]["field"], "cursor");
+    assert!(!reply.body.contains("B two"));
+
+    // Nor one of a partition that merely starts like the caller's.
+    let forged = PageKey {
+        pk: format!("WS#{}x", a_ws.as_str()),
+        sk: "QUICK_REPLY#0".into(),
+        index_sk: "QUICK_REPLY#0".into(),
+    };
+    let reply = inbox
+        .call_as(
+            &a,
+            "GET",
+            "/v1/quick-replies",
+            &format!("cursor={}", forged.encode()),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"]["details"]["field"], "cursor");
+}
+
+#[tokio::test]
+async fn racing_creates_never_pass_the_quick_reply_cap() {
+    let api = spawn_api().await;
+    let ws = workspace("ws");
+    let bearer = token(&ws);
+    // Two places left: the counter as 498 creates would have left it.
+    let (pk, sk) = quick_reply_count_key(&ws);
+    aws_sdk_dynamodb::Client::new(&api.stack.aws)
+        .put_item()
+        .table_name(api.processor_store.table())
+        .item("pk", AttributeValue::S(pk))
+        .item("sk", AttributeValue::S(sk))
+        .item(
+            "count",
+            AttributeValue::N((MAX_QUICK_REPLIES - 2).to_string()),
+        )
+        .send()
+        .await
+        .expect("the counter is seeded");
+
+    let bodies: Vec<Value> = (0..4)
+        .map(|i| quick(&format!("Race {i}"), Some(&format!("/race{i}"))))
+        .collect();
+    let replies = futures_util::future::join_all(
+        bodies
+            .iter()
+            .map(|body| api.send("POST", "/v1/quick-replies", Some(&bearer), Some(body))),
+    )
+    .await;
+    let created: Vec<&str> = replies
+        .iter()
+        .filter(|r| r.status == 201)
+        .map(|r| r.body.as_str())
+        .collect();
+    assert_eq!(
+        created.len(),
+        2,
+        "{:?}",
+        replies.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    for refused in replies.iter().filter(|r| r.status != 201) {
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert_eq!(refused.error_code(), "conflict");
+        assert!(refused.body.contains("at most 500"), "{}", refused.body);
+    }
+    let list = api.get("/v1/quick-replies", Some(&bearer)).await.json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+
+    // A delete frees a place, for one more.
+    let id = serde_json::from_str::<Value>(created[0]).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deleted = api
+        .send(
+            "DELETE",
+            &format!("/v1/quick-replies/{id}"),
+            Some(&bearer),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let again = api
+        .send(
+            "POST",
+            "/v1/quick-replies",
+            Some(&bearer),
+            Some(&quick("Again", None)),
+        )
+        .await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    let full = api
+        .send(
+            "POST",
+            "/v1/quick-replies",
+            Some(&bearer),
+            Some(&quick("Full", None)),
+        )
+        .await;
+    assert_eq!(full.status, 409, "{}", full.body);
 }

@@ -828,3 +828,82 @@ async fn a_retry_while_the_first_request_is_in_flight_gets_409_and_sends_nothing
     assert_eq!(reply.error_code(), "idempotency_key_in_flight");
     assert!(scene.sent().await.is_empty());
 }
+
+#[tokio::test]
+async fn an_opted_out_contact_gets_a_template_once_the_workspace_marks_it_transactional_through_the_route()
+ {
+    let scene = scene().await;
+    scene.customer_writes("wamid.IN1", "Hi", 10).await;
+    let path = "/v1/templates/transactional";
+    let own = Some(scene.token.as_str());
+    let opt_out = json!({ "optedOut": true });
+    let reply = scene
+        .api
+        .send(
+            "PATCH",
+            &format!("/v1/contacts/{CUSTOMER}"),
+            own,
+            Some(&opt_out),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = scene.post(&template("receipt"), None).await;
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    assert_eq!(reply.error_code(), "contact_opted_out");
+    assert_eq!(
+        scene.api.get(path, own).await.json(),
+        json!({ "names": [] })
+    );
+
+    // Validation names the field, and changes nothing.
+    let too_many: Vec<String> = (0..=100).map(|i| format!("t{i}")).collect();
+    for (body, field) in [
+        (json!({ "names": ["receipt", "Receipt"] }), "names[1]"),
+        (json!({ "names": ["order-receipt"] }), "names[0]"),
+        (json!({ "names": ["a".repeat(513)] }), "names[0]"),
+        (json!({ "names": too_many }), "names"),
+        (json!({ "names": "receipt" }), "names"),
+        (json!({}), "names"),
+    ] {
+        let reply = scene.api.put(path, own, &body).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+        assert_eq!(reply.json()["error"]["details"]["field"], field, "{body}");
+    }
+    assert_eq!(
+        scene.api.get(path, own).await.json(),
+        json!({ "names": [] })
+    );
+
+    let marked = scene
+        .api
+        .put(
+            path,
+            own,
+            &json!({ "names": ["receipt", "otp", "receipt"] }),
+        )
+        .await;
+    assert_eq!(marked.status, 200, "{}", marked.body);
+    assert_eq!(marked.json(), json!({ "names": ["receipt", "otp"] }));
+    assert_eq!(scene.api.get(path, own).await.json(), marked.json());
+    let reply = scene.post(&template("receipt"), None).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(scene.sent().await.len(), 1);
+    let reply = scene.post(&template("promo"), None).await;
+    assert_eq!(reply.status, 409, "{}", reply.body);
+
+    // Workspace B neither sees A's list nor changes it.
+    let b = token(&workspace("ws-b"));
+    assert_eq!(
+        scene.api.get(path, Some(&b)).await.json(),
+        json!({ "names": [] })
+    );
+    let reply = scene
+        .api
+        .put(path, Some(&b), &json!({ "names": ["promo"] }))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(scene.api.get(path, own).await.json(), marked.json());
+    let reply = scene.post(&template("promo"), None).await;
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    assert_eq!(scene.sent().await.len(), 1);
+}

@@ -6,6 +6,7 @@ mod contacts;
 mod inbox;
 mod notes;
 mod reminders;
+mod settings;
 pub mod whatsapp;
 
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use shared::dashboard::inbox::{
 };
 use shared::dashboard::notes::{NewNote, Note, NotePage, NoteStore};
 use shared::dashboard::quick_replies::{
-    QuickReply, QuickReplyInput, QuickReplyList, QuickReplyStore,
+    QuickReply, QuickReplyInput, QuickReplyPage, QuickReplyStore,
 };
 use shared::dashboard::send::{SendError, SendStore, UpstreamFailure};
 use shared::dashboard::{DashboardError, from_json};
@@ -85,6 +86,7 @@ pub trait ApiStore:
     + QuickReplyStore
     + whatsapp::WhatsAppStore
     + shared::reminders::store::ReminderStore
+    + shared::dashboard::settings::TemplateSettingsStore
 {
 }
 
@@ -98,6 +100,7 @@ impl<T> ApiStore for T where
         + QuickReplyStore
         + whatsapp::WhatsAppStore
         + shared::reminders::store::ReminderStore
+        + shared::dashboard::settings::TemplateSettingsStore
 {
 }
 
@@ -140,6 +143,7 @@ pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
         )
         .merge(whatsapp::routes::<S, D>())
         .merge(reminders::routes::<S, D>())
+        .merge(settings::routes::<S, D>())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(json_errors))
@@ -213,7 +217,7 @@ async fn openapi_document() -> Response {
         AiSettings, Providers, ProviderModel, ErrorBody, ErrorDetail, ErrorDetails,
         Conversation, ConversationPage, ConversationPatch, ConversationStatus, Message,
         MessagePage, MessageError, StatusChange, AiReply, Contact, ContactPage, ContactPatch,
-        Note, NewNote, NotePage, QuickReply, QuickReplyInput, QuickReplyList,
+        Note, NewNote, NotePage, QuickReply, QuickReplyInput, QuickReplyPage,
     )),
     modifiers(&BearerAuth),
 )]
@@ -243,6 +247,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(whatsapp::WhatsAppDoc::openapi());
     doc.merge(reminders::RemindersDoc::openapi());
+    doc.merge(settings::SettingsDoc::openapi());
     document_refusals(&mut doc);
     doc
 }

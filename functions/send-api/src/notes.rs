@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use shared::dashboard::inbox::PageParams;
 use shared::dashboard::notes::{self, NewNote, Note, NotePage};
-use shared::dashboard::quick_replies::{self, QuickReply, QuickReplyInput, QuickReplyList};
+use shared::dashboard::quick_replies::{self, QuickReply, QuickReplyInput, QuickReplyPage};
 use shared::secrets::SecretSource;
 
 use crate::inbox::Query;
@@ -60,17 +60,23 @@ pub async fn list_notes<S: SecretSource, D: ApiStore>(
 
 /// The workspace's quick replies, oldest first.
 #[utoipa::path(get, path = "/v1/quick-replies", tag = "quick-replies", security(("bearer" = [])),
+    params(
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 25)"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+    ),
     responses(
-        (status = 200, description = "Every quick reply (at most 500)", body = QuickReplyList),
+        (status = 200, description = "A page of quick replies, oldest first (a workspace keeps at most 500)", body = QuickReplyPage),
+        (status = 400, description = "A parameter is invalid; `details.field` names it", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 503, description = "The store is unavailable; retry", body = ErrorBody),
     ))]
 pub async fn list_quick_replies<S: SecretSource, D: ApiStore>(
     State(api): State<Arc<SendApi<S, D>>>,
     Caller(workspace): Caller,
-) -> Result<axum::Json<QuickReplyList>, ApiError> {
+    Query(params): Query<PageParams>,
+) -> Result<axum::Json<QuickReplyPage>, ApiError> {
     Ok(axum::Json(
-        quick_replies::list(&api.store, &workspace).await?,
+        quick_replies::list(&api.store, &workspace, params.limit, params.cursor).await?,
     ))
 }
 
@@ -81,7 +87,7 @@ pub async fn list_quick_replies<S: SecretSource, D: ApiStore>(
         (status = 201, description = "The quick reply as stored", body = QuickReply),
         (status = 400, description = "A field is invalid; `details.field` names it", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
-        (status = 409, description = "Another quick reply has this shortcut", body = ErrorBody),
+        (status = 409, description = "Another quick reply has this shortcut, or the workspace has 500 already", body = ErrorBody),
         (status = 503, description = "The store is unavailable; retry", body = ErrorBody),
     ))]
 pub async fn create_quick_reply<S: SecretSource, D: ApiStore>(

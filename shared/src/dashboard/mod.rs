@@ -12,6 +12,7 @@ pub mod notes;
 pub mod page;
 pub mod quick_replies;
 pub mod send;
+pub mod settings;
 
 use crate::conversations::store::StoreError;
 

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::DashboardError;
+use super::page::{self, Page, PageKey};
 use crate::conversations::store::StoreResult;
 use crate::ids::WorkspaceId;
 
@@ -45,13 +46,18 @@ pub struct QuickReplyInput {
     pub shortcut: Option<String>,
 }
 
+/// A page of quick replies, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct QuickReplyList {
+#[serde(rename_all = "camelCase")]
+pub struct QuickReplyPage {
     pub items: Vec<QuickReply>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
-/// The most quick replies a workspace keeps; the list is one page.
-pub const MAX_QUICK_REPLIES: usize = 500;
+/// The most quick replies a workspace keeps. The store counts them in the same transaction
+/// that writes one, so racing creates cannot pass it.
+pub const MAX_QUICK_REPLIES: u32 = 500;
 
 /// Why a quick reply write did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,20 +65,27 @@ pub enum QuickReplyWrite {
     Done,
     NotFound,
     ShortcutTaken,
+    /// The workspace has [`MAX_QUICK_REPLIES`] already.
+    LimitReached,
 }
 
 /// Port: a workspace's quick replies (`WS#<workspace_id>` / `QUICK_REPLY#<id>`), with one guard
-/// item per shortcut so a duplicate is refused by a conditional write.
+/// item per shortcut so a duplicate is refused by a conditional write, and a counter so the
+/// workspace never holds more than [`MAX_QUICK_REPLIES`].
 pub trait QuickReplyStore: Send + Sync + 'static {
+    /// A page of the workspace's quick replies, oldest first.
     fn quick_replies(
         &self,
         workspace_id: &WorkspaceId,
-    ) -> impl Future<Output = StoreResult<Vec<QuickReply>>> + Send;
+        limit: u32,
+        after: Option<PageKey>,
+    ) -> impl Future<Output = Result<Page<QuickReply>, DashboardError>> + Send;
     fn quick_reply(
         &self,
         workspace_id: &WorkspaceId,
         id: &str,
     ) -> impl Future<Output = StoreResult<Option<QuickReply>>> + Send;
+    /// Creates `reply` unless the workspace has [`MAX_QUICK_REPLIES`] already.
     fn create_quick_reply(
         &self,
         workspace_id: &WorkspaceId,
@@ -145,15 +158,31 @@ fn outcome(write: QuickReplyWrite) -> Result<(), DashboardError> {
         QuickReplyWrite::ShortcutTaken => Err(DashboardError::Conflict(
             "another quick reply has this shortcut".into(),
         )),
+        QuickReplyWrite::LimitReached => Err(DashboardError::Conflict(format!(
+            "a workspace keeps at most {MAX_QUICK_REPLIES} quick replies"
+        ))),
     }
 }
 
+#[tracing::instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn list<D: QuickReplyStore>(
     store: &D,
     workspace_id: &WorkspaceId,
-) -> Result<QuickReplyList, DashboardError> {
-    Ok(QuickReplyList {
-        items: store.quick_replies(workspace_id).await?,
+    limit: Option<String>,
+    cursor: Option<String>,
+) -> Result<QuickReplyPage, DashboardError> {
+    let limit = limit
+        .map(|l| {
+            l.parse::<u32>()
+                .map_err(|_| DashboardError::invalid("limit", "must be a whole number"))
+        })
+        .transpose()?;
+    let limit = page::page_size(limit)?;
+    let after = page::cursor(cursor.as_deref())?;
+    let page = store.quick_replies(workspace_id, limit, after).await?;
+    Ok(QuickReplyPage {
+        items: page.items,
+        next_cursor: page.next.map(|k| k.encode()),
     })
 }
 
@@ -178,11 +207,6 @@ pub async fn create<D: QuickReplyStore>(
     input: QuickReplyInput,
 ) -> Result<QuickReply, DashboardError> {
     let (title, text, shortcut) = input.validate()?;
-    if store.quick_replies(workspace_id).await?.len() >= MAX_QUICK_REPLIES {
-        return Err(DashboardError::Conflict(format!(
-            "a workspace keeps at most {MAX_QUICK_REPLIES} quick replies"
-        )));
-    }
     let now = OffsetDateTime::now_utc();
     let reply = QuickReply {
         id: ulid::Ulid::from_datetime(now.into()).to_string(),

@@ -6,29 +6,11 @@ use time::OffsetDateTime;
 
 use crate::conversations::store::StoreResult;
 use crate::dashboard::DashboardError;
-use crate::dashboard::contacts::{
-    Contact, ContactChange, ContactDirectory, ContactSearch, fold_name,
-};
+use crate::dashboard::contacts::{Contact, ContactChange, ContactDirectory, ContactSearch};
 use crate::dashboard::page::{Page, PageKey};
 use crate::ids::{WaId, WorkspaceId};
 
 use super::*;
-
-/// A contact's GSI1 sort key: contacts list by WhatsApp id, so a phone prefix is a key
-/// condition.
-pub(super) fn phone_sort_key(wa_id: &WaId) -> String {
-    format!("CONTACT#{}", wa_id.as_str())
-}
-
-/// The GSI2 partition of a workspace's contacts by name.
-pub(super) fn name_partition(ws: &WorkspaceId) -> String {
-    format!("CTNAME#{}", ws.as_str())
-}
-
-/// A contact's GSI2 sort key: its folded name, then its id (names are not unique).
-pub(super) fn name_sort_key(name: &str, wa_id: &WaId) -> String {
-    format!("{}#{}", fold_name(name), wa_id.as_str())
-}
 
 /// The attributes of a contact item the dashboard shows.
 #[derive(Debug, Deserialize)]
@@ -71,30 +53,35 @@ impl ContactDirectory for DynamoStore {
         limit: u32,
         after: Option<PageKey>,
     ) -> Result<Page<Contact>, DashboardError> {
-        let own = format!("CT#{}#", ws.as_str());
+        let own = workspace_contacts_prefix(ws);
         let (index, partition, prefix, cursor_sk) = match search {
             ContactSearch::All => (
                 "GSI1",
-                format!("WS#{}", ws.as_str()),
-                "CONTACT#".to_owned(),
-                "CONTACT#",
+                workspace_partition(ws),
+                contact_phone_prefix(""),
+                CONTACT_PHONE_PREFIX,
             ),
             ContactSearch::PhonePrefix(digits) => (
                 "GSI1",
-                format!("WS#{}", ws.as_str()),
-                format!("CONTACT#{digits}"),
-                "CONTACT#",
+                workspace_partition(ws),
+                contact_phone_prefix(digits),
+                CONTACT_PHONE_PREFIX,
             ),
-            ContactSearch::NamePrefix(name) => ("GSI2", name_partition(ws), name.clone(), ""),
+            ContactSearch::NamePrefix(name) => {
+                ("GSI2", contact_name_partition(ws), name.clone(), "")
+            }
         };
         let after = after
-            .map(|a| a.expect(&own, "CONTACT", cursor_sk))
+            .map(|a| a.expect(&own, CONTACT_SK, cursor_sk))
             .transpose()?;
         let (items, next) = self
             .index_page(
                 index,
                 &partition,
-                ("begins_with(#sk, :prefix)", vec![(":prefix", s(prefix))]),
+                (
+                    "begins_with(#sk, :prefix)",
+                    vec![(":prefix", to_value(prefix)?)],
+                ),
                 None,
                 false,
                 limit,
@@ -129,9 +116,9 @@ impl ContactDirectory for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(contact_key(ws, wa_id))))
+            .set_key(Some(key(contact_key(ws, wa_id))?))
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":now", ts(at));
+            .expression_attribute_values(":now", to_value(Stamp(at))?);
         match &change.name {
             None => {}
             Some(Some(name)) => {
@@ -143,9 +130,9 @@ impl ContactDirectory for DynamoStore {
                 ]);
                 request = request
                     .expression_attribute_names("#name", "name")
-                    .expression_attribute_values(":name", s(name))
-                    .expression_attribute_values(":nkey", s(name_sort_key(name, wa_id)))
-                    .expression_attribute_values(":g2pk", s(name_partition(ws)));
+                    .expression_attribute_values(":name", to_value(name)?)
+                    .expression_attribute_values(":nkey", to_value(contact_name_sk(name, wa_id))?)
+                    .expression_attribute_values(":g2pk", to_value(contact_name_partition(ws))?);
             }
             // Back to the profile name, in the search too.
             Some(None) => {
@@ -155,8 +142,14 @@ impl ContactDirectory for DynamoStore {
                     Some(profile) => {
                         sets.extend(["gsi2pk = :g2pk", "gsi2sk = :pkey"]);
                         request = request
-                            .expression_attribute_values(":pkey", s(name_sort_key(profile, wa_id)))
-                            .expression_attribute_values(":g2pk", s(name_partition(ws)));
+                            .expression_attribute_values(
+                                ":pkey",
+                                to_value(contact_name_sk(profile, wa_id))?,
+                            )
+                            .expression_attribute_values(
+                                ":g2pk",
+                                to_value(contact_name_partition(ws))?,
+                            );
                     }
                     None => removes.extend(["gsi2pk", "gsi2sk"]),
                 }
@@ -164,10 +157,7 @@ impl ContactDirectory for DynamoStore {
         }
         if let Some(tags) = &change.tags {
             sets.push("tags = :tags");
-            request = request.expression_attribute_values(
-                ":tags",
-                AttributeValue::L(tags.iter().map(s).collect()),
-            );
+            request = request.expression_attribute_values(":tags", to_value(tags)?);
         }
         let mut expression = format!("SET {}", sets.join(", "));
         if !removes.is_empty() {

@@ -1,6 +1,6 @@
 //! Contacts, and their thread with each number.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::ReturnValue;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -65,19 +65,19 @@ impl ContactStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(contact_key(ws, wa_id))))
-            .expression_attribute_values(":wa", s(wa_id.as_str()))
-            .expression_attribute_values(":ws", s(ws.as_str()))
-            .expression_attribute_values(":now", ts(at))
-            .expression_attribute_values(":no", b(false))
-            .expression_attribute_values(":tags", AttributeValue::L(vec![]))
-            .expression_attribute_values(":gpk", s(format!("WS#{}", ws.as_str())))
-            .expression_attribute_values(":gsk", s(super::contact_directory::phone_sort_key(wa_id)))
+            .set_key(Some(key(contact_key(ws, wa_id))?))
+            .expression_attribute_values(":wa", to_value(wa_id.as_str())?)
+            .expression_attribute_values(":ws", to_value(ws.as_str())?)
+            .expression_attribute_values(":now", to_value(Stamp(at))?)
+            .expression_attribute_values(":no", to_value(false)?)
+            .expression_attribute_values(":tags", to_value(Vec::<String>::new())?)
+            .expression_attribute_values(":gpk", to_value(workspace_partition(ws))?)
+            .expression_attribute_values(":gsk", to_value(contact_phone_sk(wa_id))?)
             .return_values(ReturnValue::AllNew);
         // A customer known only by a business-scoped user id has no phone number to store.
         if let Some(phone) = wa_id.phone().map(|p| format!("+{p}")) {
             expression.push_str(", phone = :phone");
-            request = request.expression_attribute_values(":phone", s(phone));
+            request = request.expression_attribute_values(":phone", to_value(phone)?);
         }
         if let Some(name) = profile_name.filter(|n| !n.trim().is_empty()) {
             // The name search (GSI2) finds the contact by this name unless the business named
@@ -87,15 +87,9 @@ impl ContactStore for DynamoStore {
                  gsi2sk = if_not_exists(name_key, :pkey)",
             );
             request = request
-                .expression_attribute_values(":name", s(name))
-                .expression_attribute_values(
-                    ":pkey",
-                    s(super::contact_directory::name_sort_key(name, wa_id)),
-                )
-                .expression_attribute_values(
-                    ":g2pk",
-                    s(super::contact_directory::name_partition(ws)),
-                );
+                .expression_attribute_values(":name", to_value(name)?)
+                .expression_attribute_values(":pkey", to_value(contact_name_sk(name, wa_id))?)
+                .expression_attribute_values(":g2pk", to_value(contact_name_partition(ws))?);
         }
         let item = request
             .update_expression(expression)
@@ -117,10 +111,10 @@ impl ContactStore for DynamoStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(contact_key(ws, wa_id))))
+            .set_key(Some(key(contact_key(ws, wa_id))?))
             .update_expression("SET opted_out = :v, opted_out_changed_at = :now, updated_at = :now")
-            .expression_attribute_values(":v", b(opted_out))
-            .expression_attribute_values(":now", ts(at))
+            .expression_attribute_values(":v", to_value(opted_out)?)
+            .expression_attribute_values(":now", to_value(Stamp(at))?)
             .send()
             .await
             .map_err(unavailable)?;
@@ -140,7 +134,7 @@ impl ContactStore for DynamoStore {
             .set_key(Some(key(contact_key(
                 &contact.workspace_id,
                 &contact.wa_id,
-            ))))
+            ))?))
             .update_expression("SET #paused = :p, updated_at = :now")
             .condition_expression("#conv = :conv")
             .expression_attribute_names(
@@ -151,9 +145,9 @@ impl ContactStore for DynamoStore {
                 "#conv",
                 thread_attr(&contact.phone_number_id, "conversation_id"),
             )
-            .expression_attribute_values(":p", b(paused))
-            .expression_attribute_values(":conv", s(conversation_id.as_str()))
-            .expression_attribute_values(":now", ts(OffsetDateTime::now_utc()))
+            .expression_attribute_values(":p", to_value(paused)?)
+            .expression_attribute_values(":conv", to_value(conversation_id.as_str())?)
+            .expression_attribute_values(":now", to_value(Stamp(OffsetDateTime::now_utc()))?)
             .send()
             .await;
         match result {

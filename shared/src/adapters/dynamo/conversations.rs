@@ -39,7 +39,7 @@ pub(super) struct ConversationItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Stamp>,
     /// Index keys: written, never needed to read an item back. GSI1 sorts a workspace's
-    /// conversations by activity ([`activity_sort_key`]); GSI2 finds one by its id
+    /// conversations by activity ([`conversation_activity_sk`]); GSI2 finds one by its id
     /// ([`conversation_id_key`]).
     #[serde(default)]
     pub gsi1pk: String,
@@ -51,20 +51,6 @@ pub(super) struct ConversationItem {
     pub gsi2sk: String,
 }
 
-/// A conversation's GSI1 sort key: `CONV#<activity ms, 15 digits>#<id>`, so a workspace's
-/// conversations list newest activity first, and `updatedSince` is a key condition.
-pub(super) fn activity_sort_key(id: &ConversationId, at: OffsetDateTime) -> String {
-    format!("CONV#{:015}#{}", millis(at), id.as_str())
-}
-
-/// The GSI2 key that finds a conversation by its id, within its workspace only.
-pub(super) fn conversation_id_key(ws: &WorkspaceId, id: &ConversationId) -> (String, String) {
-    (
-        format!("CONV#{}#{}", ws.as_str(), id.as_str()),
-        "CONVERSATION".into(),
-    )
-}
-
 /// The writes that record activity on a conversation: `updated_at` and its GSI1 sort key.
 pub(super) fn touch_expression() -> &'static str {
     "updated_at = :activity, gsi1sk = :activity_key"
@@ -73,11 +59,11 @@ pub(super) fn touch_expression() -> &'static str {
 pub(super) fn touch_values(
     id: &ConversationId,
     at: OffsetDateTime,
-) -> [(&'static str, AttributeValue); 2] {
-    [
-        (":activity", ts(at)),
-        (":activity_key", s(activity_sort_key(id, at))),
-    ]
+) -> StoreResult<[(&'static str, AttributeValue); 2]> {
+    Ok([
+        (":activity", to_value(Stamp(at))?),
+        (":activity_key", to_value(conversation_activity_sk(id, at))?),
+    ])
 }
 
 impl DynamoStore {
@@ -98,22 +84,22 @@ impl DynamoStore {
         let mut items = vec![put_if_absent(&self.table, message_item(message)?)?];
 
         let mut sets = vec!["#conv = :conv"];
-        let mut values = vec![(":conv", s(conversation.id.as_str()))];
+        let mut values = vec![(":conv", to_value(conversation.id.as_str())?)];
         if let Some(last) = conversation.last_inbound_at {
             sets.push("#last = :last");
-            values.push((":last", ts(last)));
+            values.push((":last", to_value(Stamp(last))?));
         }
         if conversation.is_new {
             sets.push("#started = :started");
-            values.push((":started", ts(at)));
+            values.push((":started", to_value(Stamp(at))?));
         }
         if conversation.is_new || hand_over {
             sets.push("#paused = :paused");
-            values.push((":paused", b(hand_over)));
+            values.push((":paused", to_value(hand_over)?));
         }
         let condition = match &conversation.previous {
             Some(previous) => {
-                values.push((":previous", s(previous.as_str())));
+                values.push((":previous", to_value(previous.as_str())?));
                 "attribute_exists(pk) AND #conv = :previous"
             }
             None => "attribute_exists(pk) AND attribute_not_exists(#conv)",
@@ -153,16 +139,19 @@ impl DynamoStore {
                 last_inbound_at: conversation.last_inbound_at.map(Stamp),
                 updated_at: Some(Stamp(now)),
                 ended_at: None,
-                gsi1pk: format!("WS#{}", ws.as_str()),
-                gsi1sk: activity_sort_key(&conversation.id, now),
+                gsi1pk: workspace_partition(ws),
+                gsi1sk: conversation_activity_sk(&conversation.id, now),
                 gsi2pk,
                 gsi2sk,
             };
             let item = to_item(conversation_key, &item)?;
             items.push(put_if_absent(&self.table, item)?);
             if let Some(previous) = &conversation.previous {
-                let mut values = vec![(":ended", s("ended")), (":ts", ts(at))];
-                values.extend(touch_values(previous, now));
+                let mut values = vec![
+                    (":ended", to_value("ended")?),
+                    (":ts", to_value(Stamp(at))?),
+                ];
+                values.extend(touch_values(previous, now)?);
                 items.push(update(
                     &self.table,
                     self::conversation_key(ws, wa_id, previous),
@@ -179,12 +168,12 @@ impl DynamoStore {
             let (expression, mut values) = match conversation.last_inbound_at {
                 Some(last) => (
                     "SET last_inbound_at = :last, last_message_at = :ts",
-                    vec![(":last", ts(last))],
+                    vec![(":last", to_value(Stamp(last))?)],
                 ),
                 None => ("SET last_message_at = :ts", vec![]),
             };
-            values.push((":ts", ts(at)));
-            values.extend(touch_values(&conversation.id, now));
+            values.push((":ts", to_value(Stamp(at))?));
+            values.extend(touch_values(&conversation.id, now)?);
             items.push(update(
                 &self.table,
                 conversation_key,
@@ -209,10 +198,10 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(conversation_key(ws, wa_id, id))))
+            .set_key(Some(key(conversation_key(ws, wa_id, id))?))
             .update_expression(format!("SET {}", touch_expression()))
             .condition_expression("attribute_exists(pk)");
-        for (name, value) in touch_values(id, OffsetDateTime::now_utc()) {
+        for (name, value) in touch_values(id, OffsetDateTime::now_utc())? {
             request = request.expression_attribute_values(name, value);
         }
         match request.send().await {

@@ -52,7 +52,7 @@ impl IdempotencyStore for DynamoStore {
             // A key past its TTL that DynamoDB has not deleted yet counts as free.
             .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
             .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":now", n(at.unix_timestamp()))
+            .expression_attribute_values(":now", to_value(at.unix_timestamp())?)
             .send()
             .await;
         match result {
@@ -86,13 +86,13 @@ impl IdempotencyStore for DynamoStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(super::key(idempotency_key(ws, key.as_str()))))
+            .set_key(Some(super::key(idempotency_key(ws, key.as_str()))?))
             .update_expression("SET #state = :done, #result = :result")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#result", "result")
-            .expression_attribute_values(":done", s("done"))
-            .expression_attribute_values(":result", s(result))
+            .expression_attribute_values(":done", to_value("done")?)
+            .expression_attribute_values(":result", to_value(result)?)
             .send()
             .await
             .map_err(unavailable)?;
@@ -107,10 +107,10 @@ impl IdempotencyStore for DynamoStore {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(super::key(idempotency_key(ws, key.as_str()))))
+            .set_key(Some(super::key(idempotency_key(ws, key.as_str()))?))
             .condition_expression("#state = :in_flight")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":in_flight", s("in_flight"))
+            .expression_attribute_values(":in_flight", to_value("in_flight")?)
             .send()
             .await
             .map_err(unavailable)?;

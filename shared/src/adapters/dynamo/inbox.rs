@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::KeysAndAttributes;
+use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::conversations::model::ContactRef;
@@ -15,11 +16,10 @@ use crate::dashboard::inbox::{
     Message, MessageError, StatusChange,
 };
 use crate::dashboard::page::{Page, PageKey};
-use crate::ids::{ConversationId, PhoneNumberId, WaId, WorkspaceId};
+use crate::ids::{ConversationId, WaId, WorkspaceId};
 
-use super::conversations::{
-    self, ConversationItem, conversation_id_key, touch_expression, touch_values,
-};
+use super::contacts::contact_state;
+use super::conversations::{self, ConversationItem, touch_expression, touch_values};
 use super::messages::MessageItem;
 use super::*;
 
@@ -51,14 +51,33 @@ fn view(c: ConversationItem, bot_paused: bool) -> Conversation {
     }
 }
 
-/// Whether the contact's thread with `number` has the bot paused in conversation `id`: only the
-/// thread's current conversation can be.
-fn thread_paused(contact: &Item, number: &PhoneNumberId, id: &ConversationId) -> bool {
-    let current: Option<ConversationId> =
-        attribute(contact, &thread_attr(number, "conversation_id")).unwrap_or(None);
-    let paused: Option<bool> =
-        attribute(contact, &thread_attr(number, "bot_paused")).unwrap_or(None);
-    current.as_ref() == Some(id) && paused == Some(true)
+/// Whether conversation `id` is the current one of the contact's thread (`who`'s number), and
+/// whether the bot is paused in it: only the thread's current conversation can be. The contact
+/// item is read as the processor reads it ([`contact_state`]), so a thread attribute of another
+/// shape is corrupt, never "not paused".
+fn thread_state(
+    contact: &Item,
+    who: &ContactRef,
+    id: &ConversationId,
+) -> StoreResult<(bool, bool)> {
+    let state = contact_state(contact, &who.workspace_id, &who.phone_number_id, &who.wa_id)?;
+    let is_current = state.conversation_id.as_ref() == Some(id);
+    Ok((is_current, is_current && state.bot_paused))
+}
+
+/// The contact a conversation item belongs to.
+fn contact_of(c: &ConversationItem) -> ContactRef {
+    ContactRef {
+        workspace_id: c.workspace_id.clone(),
+        phone_number_id: c.phone_number_id.clone(),
+        wa_id: c.wa_id.clone(),
+    }
+}
+
+/// What a batch read of contacts needs of each: whose it is.
+#[derive(Debug, Deserialize)]
+struct ContactId {
+    wa_id: WaId,
 }
 
 fn message_view(m: MessageItem) -> Message {
@@ -112,13 +131,40 @@ fn provider_name(p: crate::ai::ProviderName) -> String {
         .unwrap_or_default()
 }
 
-/// The position of an item in an index, as a cursor.
-pub(super) fn position(item: &Item, index_sk: &str) -> Option<PageKey> {
-    let get = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-    Some(PageKey {
-        pk: get("pk")?,
-        sk: get("sk")?,
-        index_sk: get(index_sk)?,
+/// The keys of the last item a query read (its `LastEvaluatedKey`): the table's, and an index's
+/// when the query read one.
+#[derive(Debug, Deserialize)]
+struct LastKey {
+    pk: String,
+    sk: String,
+    #[serde(default)]
+    gsi1sk: Option<String>,
+    #[serde(default)]
+    gsi2sk: Option<String>,
+}
+
+/// The position of an item in an index (`index_sk` names the index's sort key), as a cursor.
+pub(super) fn position(item: Item, index_sk: &str) -> StoreResult<PageKey> {
+    let last: LastKey = from_item(item)?;
+    let index = match index_sk {
+        "gsi2sk" => last.gsi2sk,
+        _ => last.gsi1sk,
+    };
+    let index_sk = index.ok_or_else(|| corrupt(format!("a last key without {index_sk}")))?;
+    Ok(PageKey {
+        pk: last.pk,
+        sk: last.sk,
+        index_sk,
+    })
+}
+
+/// The position of an item in the table (a query without an index), as a cursor.
+fn table_position(item: Item) -> StoreResult<PageKey> {
+    let last: LastKey = from_item(item)?;
+    Ok(PageKey {
+        pk: last.pk,
+        index_sk: last.sk.clone(),
+        sk: last.sk,
     })
 }
 
@@ -169,14 +215,15 @@ impl DynamoStore {
         let (pk_name, sk_name) = index_keys(index);
         let mut from_client = after.is_some();
         let mut items: Vec<Item> = vec![];
-        let mut start = after.map(|a| {
-            HashMap::from([
-                (pk_name.to_owned(), s(partition)),
-                (sk_name.to_owned(), s(&a.index_sk)),
-                ("pk".to_owned(), s(&a.pk)),
-                ("sk".to_owned(), s(&a.sk)),
-            ])
-        });
+        let mut start = match after {
+            Some(a) => {
+                let mut start = key((a.pk, a.sk))?;
+                start.insert(pk_name.to_owned(), to_value(partition)?);
+                start.insert(sk_name.to_owned(), to_value(&a.index_sk)?);
+                Some(start)
+            }
+            None => None,
+        };
         for _ in 0..MAX_QUERIES_PER_PAGE {
             let remaining = limit as usize - items.len();
             let mut request = self
@@ -187,7 +234,7 @@ impl DynamoStore {
                 .key_condition_expression(format!("#pk = :pk AND {}", range.0))
                 .expression_attribute_names("#pk", pk_name)
                 .expression_attribute_names("#sk", sk_name)
-                .expression_attribute_values(":pk", s(partition))
+                .expression_attribute_values(":pk", to_value(partition)?)
                 .scan_index_forward(!newest_first)
                 .limit(i32::try_from(remaining).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
@@ -213,13 +260,58 @@ impl DynamoStore {
             match output.last_evaluated_key {
                 None => return Ok((items, None)),
                 Some(last) if items.len() >= limit as usize => {
-                    return Ok((items, position(&last, sk_name)));
+                    return Ok((items, Some(position(last, sk_name)?)));
                 }
                 Some(last) => start = Some(last),
             }
         }
-        let next = start.as_ref().and_then(|s| position(s, sk_name));
+        let next = start.map(|s| position(s, sk_name)).transpose()?;
         Ok((items, next))
+    }
+
+    /// Reads one page of the items of a table partition whose sort key starts with `prefix`
+    /// (the lists kept in one partition: a contact's notes, a workspace's quick replies). A
+    /// client's cursor must be a position in this very list; it is refused otherwise.
+    pub(super) async fn partition_page(
+        &self,
+        partition: &str,
+        prefix: &str,
+        newest_first: bool,
+        limit: u32,
+        after: Option<PageKey>,
+    ) -> Result<(Vec<Item>, Option<PageKey>), DashboardError> {
+        let after = after
+            .map(|a| a.expect(partition, prefix, prefix))
+            .transpose()?;
+        if after.as_ref().is_some_and(|a| a.pk != partition) {
+            return Err(bad_cursor());
+        }
+        let from_client = after.is_some();
+        let start = after
+            .map(|a| key((partition.to_owned(), a.sk)))
+            .transpose()?;
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", to_value(partition)?)
+            .expression_attribute_values(":prefix", to_value(prefix)?)
+            .consistent_read(true)
+            .scan_index_forward(!newest_first)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| {
+                if from_client && is_validation_error(&e) {
+                    bad_cursor()
+                } else {
+                    DashboardError::from(unavailable(e))
+                }
+            })?;
+        let next = output.last_evaluated_key.map(table_position).transpose()?;
+        Ok((output.items.unwrap_or_default(), next))
     }
 
     /// The contact items of `conversations`, by WhatsApp id, read in batches of 100 (what
@@ -234,7 +326,10 @@ impl DynamoStore {
         wa_ids.dedup();
         let mut found = HashMap::new();
         for chunk in wa_ids.chunks(100) {
-            let keys = chunk.iter().map(|w| key(contact_key(ws, w))).collect();
+            let keys = chunk
+                .iter()
+                .map(|w| key(contact_key(ws, w)))
+                .collect::<StoreResult<Vec<_>>>()?;
             let mut request = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
@@ -256,10 +351,8 @@ impl DynamoStore {
                     .and_then(|mut r| r.remove(&self.table))
                     .unwrap_or_default()
                 {
-                    let wa_id: Option<String> = attribute(&item, "wa_id")?;
-                    if let Some(wa_id) = wa_id {
-                        found.insert(wa_id, item);
-                    }
+                    let ContactId { wa_id } = from_item(item.clone())?;
+                    found.insert(wa_id.as_str().to_owned(), item);
                 }
                 request = output
                     .unprocessed_keys
@@ -280,19 +373,13 @@ impl DynamoStore {
         contact: &ContactRef,
         id: &ConversationId,
     ) -> StoreResult<(bool, bool)> {
-        let item = self
+        match self
             .get(contact_key(&contact.workspace_id, &contact.wa_id), true)
             .await?
-            .unwrap_or_default();
-        let current: Option<ConversationId> = attribute(
-            &item,
-            &thread_attr(&contact.phone_number_id, "conversation_id"),
-        )?;
-        let is_current = current.as_ref() == Some(id);
-        Ok((
-            is_current,
-            thread_paused(&item, &contact.phone_number_id, id),
-        ))
+        {
+            Some(item) => thread_state(&item, contact, id),
+            None => Ok((false, false)),
+        }
     }
 }
 
@@ -305,34 +392,49 @@ impl InboxStore for DynamoStore {
         let after = query
             .after
             .clone()
-            .map(|a| a.expect(&format!("CT#{}#", ws.as_str()), "CONV#", "CONV#"))
+            .map(|a| {
+                a.expect(
+                    &workspace_contacts_prefix(ws),
+                    CONVERSATION_PREFIX,
+                    CONVERSATION_PREFIX,
+                )
+            })
             .transpose()?;
         let range = match query.updated_since {
             // Strictly after: from the next millisecond on.
             Some(since) => (
                 "#sk BETWEEN :lo AND :hi",
                 vec![
-                    (":lo", s(format!("CONV#{:015}#", millis(since) + 1))),
-                    (":hi", s("CONV#~")),
+                    (
+                        ":lo",
+                        to_value(conversation_activity_from(millis(since) + 1))?,
+                    ),
+                    (":hi", to_value(CONVERSATION_ACTIVITY_END)?),
                 ],
             ),
-            None => ("begins_with(#sk, :conv)", vec![(":conv", s("CONV#"))]),
+            None => (
+                "begins_with(#sk, :conv)",
+                vec![(":conv", to_value(CONVERSATION_PREFIX)?)],
+            ),
         };
-        let filter = query.status.map(|status| {
-            let value = match status {
-                ConversationStatus::Active => "active",
-                ConversationStatus::Ended => "ended",
-            };
-            (
-                "#status = :status",
-                vec![("#status", "status")],
-                vec![(":status", s(value))],
-            )
-        });
+        let filter = query
+            .status
+            .map(|status| -> StoreResult<Filter<'_>> {
+                let value = match status {
+                    ConversationStatus::Active => "active",
+                    ConversationStatus::Ended => "ended",
+                };
+                Ok((
+                    "#status = :status",
+                    vec![("#status", "status")],
+                    vec![(":status", to_value(value)?)],
+                ))
+            })
+            .transpose()?;
         let (items, next) = self
             .index_page(
                 "GSI1",
-                &format!("WS#{}", ws.as_str()),
+                &workspace_partition(ws),
                 range,
                 filter,
                 true,
@@ -349,12 +451,13 @@ impl InboxStore for DynamoStore {
         let items = items
             .into_iter()
             .map(|c| {
-                let paused = contacts.get(c.wa_id.as_str()).is_some_and(|contact| {
-                    thread_paused(contact, &c.phone_number_id, &c.conversation_id)
-                });
-                view(c, paused)
+                let paused = match contacts.get(c.wa_id.as_str()) {
+                    Some(contact) => thread_state(contact, &contact_of(&c), &c.conversation_id)?.1,
+                    None => false,
+                };
+                Ok(view(c, paused))
             })
-            .collect();
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(Page { items, next })
     }
 
@@ -370,8 +473,8 @@ impl InboxStore for DynamoStore {
             .table_name(&self.table)
             .index_name("GSI2")
             .key_condition_expression("gsi2pk = :pk AND gsi2sk = :sk")
-            .expression_attribute_values(":pk", s(gsi2pk))
-            .expression_attribute_values(":sk", s(gsi2sk))
+            .expression_attribute_values(":pk", to_value(gsi2pk)?)
+            .expression_attribute_values(":sk", to_value(gsi2sk)?)
             .limit(1)
             .send()
             .await
@@ -393,11 +496,7 @@ impl InboxStore for DynamoStore {
         if &item.workspace_id != ws {
             return Ok(None);
         }
-        let contact = ContactRef {
-            workspace_id: ws.clone(),
-            phone_number_id: item.phone_number_id.clone(),
-            wa_id: item.wa_id.clone(),
-        };
+        let contact = contact_of(&item);
         let (is_current, paused) = self.contact_thread_state(&contact, id).await?;
         Ok(Some(ConversationRecord {
             id: id.clone(),
@@ -413,16 +512,25 @@ impl InboxStore for DynamoStore {
         limit: u32,
         after: Option<PageKey>,
     ) -> Result<Page<Message>, DashboardError> {
-        let after = after.map(|a| a.expect("MSG#", "MESSAGE", "")).transpose()?;
+        let after = after
+            .map(|a| a.expect(MESSAGE_PREFIX, MESSAGE_SK, ""))
+            .transpose()?;
         let ws = &conversation.contact.workspace_id;
         let (items, next) = self
             .index_page(
                 "GSI1",
-                &format!("CONV#{}", conversation.id.as_str()),
-                ("#sk >= :zero", vec![(":zero", s("0"))]),
+                &conversation_messages_partition(&conversation.id),
+                (
+                    "#sk >= :zero",
+                    vec![(":zero", to_value(MESSAGE_POSITION_START)?)],
+                ),
                 // Conversation ids are unique, but a message is only ever shown to its own
                 // workspace.
-                Some(("workspace_id = :ws", vec![], vec![(":ws", s(ws.as_str()))])),
+                Some((
+                    "workspace_id = :ws",
+                    vec![],
+                    vec![(":ws", to_value(ws.as_str())?)],
+                )),
                 false,
                 limit,
                 after,
@@ -449,17 +557,17 @@ impl InboxStore for DynamoStore {
                 &contact.workspace_id,
                 &contact.wa_id,
                 &conversation.id,
-            ))))
+            ))?))
             .update_expression(format!(
                 "SET #status = :ended, ended_at = :at, {}",
                 touch_expression()
             ))
             .condition_expression("attribute_exists(pk) AND #status = :active")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":ended", s("ended"))
-            .expression_attribute_values(":active", s("active"))
-            .expression_attribute_values(":at", ts(at));
-        for (name, value) in touch_values(&conversation.id, at) {
+            .expression_attribute_values(":ended", to_value("ended")?)
+            .expression_attribute_values(":active", to_value("active")?)
+            .expression_attribute_values(":at", to_value(Stamp(at))?);
+        for (name, value) in touch_values(&conversation.id, at)? {
             request = request.expression_attribute_values(name, value);
         }
         match request.send().await {
@@ -476,7 +584,7 @@ impl InboxStore for DynamoStore {
             .set_key(Some(key(contact_key(
                 &contact.workspace_id,
                 &contact.wa_id,
-            ))))
+            ))?))
             .update_expression("REMOVE #conv SET #paused = :no, updated_at = :at")
             .condition_expression("#conv = :id")
             .expression_attribute_names(
@@ -487,9 +595,9 @@ impl InboxStore for DynamoStore {
                 "#paused",
                 thread_attr(&contact.phone_number_id, "bot_paused"),
             )
-            .expression_attribute_values(":id", s(conversation.id.as_str()))
-            .expression_attribute_values(":no", b(false))
-            .expression_attribute_values(":at", ts(at))
+            .expression_attribute_values(":id", to_value(conversation.id.as_str())?)
+            .expression_attribute_values(":no", to_value(false)?)
+            .expression_attribute_values(":at", to_value(Stamp(at))?)
             .send()
             .await;
         match released {
@@ -513,13 +621,45 @@ impl InboxStore for DynamoStore {
                 &contact.workspace_id,
                 &contact.wa_id,
                 &conversation.id,
-            ))))
+            ))?))
             .update_expression(format!("SET {}", touch_expression()))
             .condition_expression("attribute_exists(pk)");
-        for (name, value) in touch_values(&conversation.id, at) {
+        for (name, value) in touch_values(&conversation.id, at)? {
             request = request.expression_attribute_values(name, value);
         }
         request.send().await.map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::PhoneNumberId;
+
+    #[test]
+    fn a_pause_flag_of_another_shape_is_a_corrupt_item_not_an_unpaused_bot() {
+        let who = ContactRef {
+            workspace_id: WorkspaceId::parse("ws").unwrap(),
+            phone_number_id: PhoneNumberId::parse("123456789").unwrap(),
+            wa_id: WaId::parse("15551234567").unwrap(),
+        };
+        let id = ConversationId::new_at(OffsetDateTime::now_utc());
+        let current = thread_attr(&who.phone_number_id, "conversation_id");
+        let paused = thread_attr(&who.phone_number_id, "bot_paused");
+        let mut item: Item = HashMap::from([
+            (current, to_value(id.as_str()).unwrap()),
+            (paused.clone(), to_value(true).unwrap()),
+        ]);
+        assert_eq!(thread_state(&item, &who, &id).unwrap(), (true, true));
+        let other = ConversationId::new_at(OffsetDateTime::now_utc());
+        assert_eq!(thread_state(&item, &who, &other).unwrap(), (false, false));
+
+        item.insert(paused, to_value("yes").unwrap());
+        assert!(
+            matches!(thread_state(&item, &who, &id), Err(StoreError::Corrupt(_))),
+            "{:?}",
+            thread_state(&item, &who, &id)
+        );
     }
 }

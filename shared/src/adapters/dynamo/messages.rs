@@ -122,8 +122,8 @@ impl From<&NewMessage> for MessageItem {
             }),
             reply_intent: None,
             raw: m.raw.clone(),
-            gsi1pk: format!("CONV#{}", m.conversation_id.as_str()),
-            gsi1sk: format!("{:015}#{}", millis(m.timestamp), m.wamid.as_str()),
+            gsi1pk: conversation_messages_partition(&m.conversation_id),
+            gsi1sk: message_position_sk(m.timestamp, &m.wamid),
         }
     }
 }
@@ -215,12 +215,12 @@ impl MessageStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(message_key(&update.wamid))))
+            .set_key(Some(key(message_key(&update.wamid))?))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#s", update.status.as_str())
-            .expression_attribute_values(":status", s(update.status.as_str()))
-            .expression_attribute_values(":rank", n(update.status.rank()))
-            .expression_attribute_values(":at", ts(update.at))
+            .expression_attribute_values(":status", to_value(update.status.as_str())?)
+            .expression_attribute_values(":rank", to_value(update.status.rank())?)
+            .expression_attribute_values(":at", to_value(Stamp(update.at))?)
             .condition_expression("attribute_exists(pk) AND status_rank < :rank")
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
@@ -228,11 +228,11 @@ impl MessageStore for DynamoStore {
             String::from("SET #status = :status, status_rank = :rank, status_at.#s = :at");
         if let Some(code) = update.error_code {
             expression.push_str(", error_code = :code");
-            request = request.expression_attribute_values(":code", n(code));
+            request = request.expression_attribute_values(":code", to_value(code)?);
         }
         if let Some(title) = &update.error_title {
             expression.push_str(", error_title = :title");
-            request = request.expression_attribute_values(":title", s(title));
+            request = request.expression_attribute_values(":title", to_value(title)?);
         }
         let applied = request.update_expression(expression).send().await;
         let existing = match applied {
@@ -253,10 +253,10 @@ impl MessageStore for DynamoStore {
             self.client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(key(message_key(&update.wamid))))
+                .set_key(Some(key(message_key(&update.wamid))?))
                 .update_expression("SET status_at.#s = if_not_exists(status_at.#s, :at)")
                 .expression_attribute_names("#s", update.status.as_str())
-                .expression_attribute_values(":at", ts(update.at))
+                .expression_attribute_values(":at", to_value(Stamp(update.at))?)
                 .send()
                 .await
                 .map_err(unavailable)?;
@@ -288,7 +288,10 @@ impl MessageStore for DynamoStore {
             .table_name(&self.table)
             .index_name("GSI1")
             .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", s(format!("CONV#{}", conversation.as_str())))
+            .expression_attribute_values(
+                ":pk",
+                to_value(conversation_messages_partition(conversation))?,
+            )
             .scan_index_forward(false)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .send()
@@ -348,7 +351,7 @@ impl DynamoStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(format!("EARLY#{}", wamid.as_str())))
+            .expression_attribute_values(":pk", to_value(early_partition(wamid))?)
             .consistent_read(true)
             .send()
             .await

@@ -25,7 +25,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::conversations::store::{StoreError, StoreResult};
 
@@ -52,24 +51,19 @@ impl DynamoStore {
     }
 }
 
-fn key(k: (String, String)) -> Item {
-    HashMap::from([("pk".into(), s(k.0)), ("sk".into(), s(k.1))])
+/// A table key as DynamoDB takes it (`Key`, `ExclusiveStartKey`).
+#[derive(Serialize)]
+struct TableKey {
+    pk: String,
+    sk: String,
+}
+
+fn key((pk, sk): (String, String)) -> StoreResult<Item> {
+    serde_dynamo::to_item(TableKey { pk, sk }).map_err(corrupt)
 }
 
 // ----- attribute helpers ---------------------------------------------------------------------------
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-fn b(v: bool) -> AttributeValue {
-    AttributeValue::Bool(v)
-}
-fn ts(t: OffsetDateTime) -> AttributeValue {
-    s(t.format(&Rfc3339).unwrap_or_default())
-}
 fn millis(t: OffsetDateTime) -> i128 {
     t.unix_timestamp_nanos() / 1_000_000
 }
@@ -78,8 +72,13 @@ fn millis(t: OffsetDateTime) -> i128 {
 /// attribute.
 fn to_item<T: Serialize>(k: (String, String), row: &T) -> StoreResult<Item> {
     let mut item: Item = serde_dynamo::to_item(row).map_err(corrupt)?;
-    item.extend(key(k));
+    item.extend(key(k)?);
     Ok(item)
+}
+
+/// An expression attribute value, written by serde_dynamo exactly as a row's field is.
+fn to_value<T: Serialize>(v: T) -> StoreResult<AttributeValue> {
+    serde_dynamo::to_attribute_value(v).map_err(corrupt)
 }
 
 /// Reads a stored item into its typed row; an item of another shape is corrupt.
@@ -153,7 +152,7 @@ fn update(
 ) -> StoreResult<TransactWriteItem> {
     let mut builder = Update::builder()
         .table_name(table)
-        .set_key(Some(key(k)))
+        .set_key(Some(key(k)?))
         .update_expression(expression)
         .set_condition_expression(condition.map(str::to_owned));
     for (name, value) in names {
@@ -191,7 +190,7 @@ impl DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(k)))
+            .set_key(Some(key(k)?))
             .consistent_read(consistent)
             .send()
             .await
@@ -204,7 +203,7 @@ impl DynamoStore {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(k)))
+            .set_key(Some(key(k)?))
             .send()
             .await
             .map_err(unavailable)?;

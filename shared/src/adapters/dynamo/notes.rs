@@ -1,8 +1,6 @@
 //! Notes on a contact (`CT#<workspace_id>#<wa_id>` / `NOTE#<ulid>`): in the contact's own
 //! partition, so a contact's notes are one query, newest first.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::conversations::store::StoreResult;
@@ -12,10 +10,6 @@ use crate::dashboard::page::{Page, PageKey};
 use crate::ids::{WaId, WorkspaceId};
 
 use super::*;
-
-pub fn note_key(ws: &WorkspaceId, wa_id: &WaId, id: &str) -> (String, String) {
-    (contact_key(ws, wa_id).0, format!("NOTE#{id}"))
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct NoteItem {
@@ -42,41 +36,16 @@ impl NoteStore for DynamoStore {
         limit: u32,
         after: Option<PageKey>,
     ) -> Result<Page<Note>, DashboardError> {
-        let pk = contact_key(ws, wa_id).0;
-        let after = after.map(|a| a.expect(&pk, "NOTE#", "NOTE#")).transpose()?;
-        let from_client = after.is_some();
-        let output =
-            self.client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :note)")
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":note", s("NOTE#"))
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(after.map(|a| {
-                    HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(a.sk))])
-                }))
-                .send()
-                .await
-                .map_err(|e| {
-                    if from_client && super::inbox::is_validation_error(&e) {
-                        super::inbox::bad_cursor()
-                    } else {
-                        DashboardError::from(unavailable(e))
-                    }
-                })?;
-        let next = output.last_evaluated_key.and_then(|last| {
-            let sk = last.get("sk")?.as_s().ok()?.clone();
-            Some(PageKey {
-                pk: pk.clone(),
-                index_sk: sk.clone(),
-                sk,
-            })
-        });
-        let items = output
-            .items
-            .unwrap_or_default()
+        let (items, next) = self
+            .partition_page(
+                &contact_partition(ws, wa_id),
+                NOTE_PREFIX,
+                true,
+                limit,
+                after,
+            )
+            .await?;
+        let items = items
             .into_iter()
             .map(|item| {
                 let n: NoteItem = from_item(item)?;

@@ -113,7 +113,7 @@ impl OnboardingStore for DynamoStore {
                 onboarding_key(ws),
                 "SET kapso_customer_id = :c",
                 &[],
-                vec![(":c", s(customer.as_str()))],
+                vec![(":c", to_value(customer.as_str())?)],
                 Some("attribute_not_exists(kapso_customer_id)"),
             )?,
             put_if_absent(
@@ -170,8 +170,8 @@ impl OnboardingStore for DynamoStore {
                 "SET link_created_at = :created, link_expires_at = :expires",
                 &[],
                 vec![
-                    (":created", ts(link.created_at)),
-                    (":expires", ts(link.expires_at)),
+                    (":created", to_value(Stamp(link.created_at))?),
+                    (":expires", to_value(Stamp(link.expires_at))?),
                 ],
                 None,
             )?,
@@ -221,7 +221,10 @@ impl OnboardingStore for DynamoStore {
                 setup_link_key(link),
                 "SET used_by = :pn, used_at = :at",
                 &[],
-                vec![(":pn", s(pn.as_str())), (":at", ts(number.connected_at))],
+                vec![
+                    (":pn", to_value(pn.as_str())?),
+                    (":at", to_value(Stamp(number.connected_at))?),
+                ],
                 Some("attribute_exists(pk) AND (attribute_not_exists(used_by) OR used_by = :pn)"),
             )?);
         }
@@ -229,10 +232,13 @@ impl OnboardingStore for DynamoStore {
     }
 
     async fn record_error(&self, ws: &WorkspaceId, error: &RecordedError) -> StoreResult<()> {
-        let mut values = vec![(":code", s(&error.code)), (":at", ts(error.at))];
+        let mut values = vec![
+            (":code", to_value(&error.code)?),
+            (":at", to_value(Stamp(error.at))?),
+        ];
         let expression = match &error.message {
             Some(m) => {
-                values.push((":message", s(m)));
+                values.push((":message", to_value(m)?));
                 "SET error_code = :code, error_at = :at, error_message = :message"
             }
             None => "SET error_code = :code, error_at = :at REMOVE error_message",
@@ -241,7 +247,7 @@ impl OnboardingStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(onboarding_key(ws))))
+            .set_key(Some(key(onboarding_key(ws))?))
             .update_expression(expression);
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
@@ -282,8 +288,8 @@ impl DynamoStore {
                         "attribute_not_exists(pk) OR workspace_id = :ws OR #status = :disconnected",
                     )
                     .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":ws", s(ws.as_str()))
-                    .expression_attribute_values(":disconnected", s("disconnected"))
+                    .expression_attribute_values(":ws", to_value(ws.as_str())?)
+                    .expression_attribute_values(":disconnected", to_value("disconnected")?)
                     .build()
                     .map_err(corrupt)?,
             )
@@ -295,14 +301,14 @@ impl DynamoStore {
         ];
         let mut remove = vec!["error_code", "error_message", "error_at", "disconnected_at"];
         let mut values = vec![
-            (":pn", s(pn.as_str())),
+            (":pn", to_value(pn.as_str())?),
             (":provider", attr(&number.provider)?),
-            (":at", ts(number.connected_at)),
+            (":at", to_value(Stamp(number.connected_at))?),
         ];
         match &number.display_phone_number {
             Some(d) => {
                 set.push("display_phone_number = :display".into());
-                values.push((":display", s(d)));
+                values.push((":display", to_value(d)?));
             }
             None => remove.push("display_phone_number"),
         }
@@ -375,10 +381,14 @@ impl ManualIntegrationStore for DynamoStore {
         let mut extra = vec![(
             "business_account_id",
             ":business_account_id",
-            s(&c.business_account_id),
+            to_value(&c.business_account_id)?,
         )];
         if let Some(digest) = &c.webhook_verify_token_sha256 {
-            extra.push(("webhook_verify_token_sha256", ":verify_sha256", s(digest)));
+            extra.push((
+                "webhook_verify_token_sha256",
+                ":verify_sha256",
+                to_value(digest)?,
+            ));
         }
         let items = self.activation_items(
             &c.workspace_id,
@@ -399,16 +409,16 @@ impl ManualIntegrationStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(integration_key(pn))))
+            .set_key(Some(key(integration_key(pn))?))
             .update_expression(
                 "SET #status = :disconnected, updated_at = :at REMOVE access_token, #err",
             )
             .condition_expression("workspace_id = :ws")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#err", "error")
-            .expression_attribute_values(":disconnected", s("disconnected"))
-            .expression_attribute_values(":at", ts(at))
-            .expression_attribute_values(":ws", s(ws.as_str()))
+            .expression_attribute_values(":disconnected", to_value("disconnected")?)
+            .expression_attribute_values(":at", to_value(Stamp(at))?)
+            .expression_attribute_values(":ws", to_value(ws.as_str())?)
             .send()
             .await;
         match result {
@@ -421,11 +431,11 @@ impl ManualIntegrationStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(onboarding_key(ws))))
+            .set_key(Some(key(onboarding_key(ws))?))
             .update_expression("SET disconnected_at = :at")
             .condition_expression("phone_number_id = :pn")
-            .expression_attribute_values(":at", ts(at))
-            .expression_attribute_values(":pn", s(pn.as_str()))
+            .expression_attribute_values(":at", to_value(Stamp(at))?)
+            .expression_attribute_values(":pn", to_value(pn.as_str())?)
             .send()
             .await;
         match shown {

@@ -1,26 +1,21 @@
 //! Quick replies (`WS#<workspace_id>` / `QUICK_REPLY#<id>`), and one guard item per shortcut
 //! (`WS#<workspace_id>` / `SHORTCUT#<shortcut>`) written in the same transaction on the
 //! condition that it does not exist: a duplicate shortcut is refused by DynamoDB, even in a race.
+//! A counter (`WS#<workspace_id>` / `QUICK_REPLY_COUNT`) moves in the same transactions, on the
+//! condition on a create that it is below the cap, so racing creates cannot pass it.
 
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use crate::conversations::store::{StoreError, StoreResult};
-use crate::dashboard::quick_replies::{QuickReply, QuickReplyStore, QuickReplyWrite};
+use crate::dashboard::DashboardError;
+use crate::dashboard::page::{Page, PageKey};
+use crate::dashboard::quick_replies::{
+    MAX_QUICK_REPLIES, QuickReply, QuickReplyStore, QuickReplyWrite,
+};
 use crate::ids::WorkspaceId;
 
 use super::*;
-
-pub fn quick_reply_key(ws: &WorkspaceId, id: &str) -> (String, String) {
-    (format!("WS#{}", ws.as_str()), format!("QUICK_REPLY#{id}"))
-}
-
-fn shortcut_key(ws: &WorkspaceId, shortcut: &str) -> (String, String) {
-    (
-        format!("WS#{}", ws.as_str()),
-        format!("SHORTCUT#{shortcut}"),
-    )
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct QuickReplyItem {
@@ -83,7 +78,7 @@ impl DynamoStore {
             .delete(
                 Delete::builder()
                     .table_name(&self.table)
-                    .set_key(Some(key(k)))
+                    .set_key(Some(key(k)?))
                     .set_condition_expression(condition.map(str::to_owned))
                     .build()
                     .map_err(corrupt)?,
@@ -111,57 +106,88 @@ impl DynamoStore {
             .transpose()
     }
 
-    /// Runs a quick reply transaction whose first write is the quick reply itself; a failed
-    /// condition there means it is gone, anywhere else that the shortcut is taken.
+    /// Moves the workspace's quick reply counter by `by`; a create (`by > 0`) only while the
+    /// workspace is below [`MAX_QUICK_REPLIES`].
+    fn count(&self, ws: &WorkspaceId, by: i32) -> StoreResult<TransactWriteItem> {
+        let mut values = vec![(":by", to_value(by)?)];
+        let condition = (by > 0).then(|| {
+            values.push((":max", to_value(MAX_QUICK_REPLIES)?));
+            Ok::<_, StoreError>("attribute_not_exists(#count) OR #count < :max")
+        });
+        let condition = condition.transpose()?;
+        update(
+            &self.table,
+            quick_reply_count_key(ws),
+            "ADD #count :by",
+            &[("#count", "count")],
+            values,
+            condition,
+        )
+    }
+
+    /// Runs a quick reply transaction whose first write is the quick reply itself and whose
+    /// second, on a create, is the counter; a failed condition on the first means it is gone,
+    /// on the counter that the workspace is full, anywhere else that the shortcut is taken.
+    ///
+    /// Creates and deletes in the same workspace all write its counter, so DynamoDB may cancel
+    /// one for a concurrent transaction: a cancelled transaction wrote nothing, and is tried
+    /// again (three times in all).
     async fn quick_reply_transaction(
         &self,
         writes: Vec<TransactWriteItem>,
+        counted: bool,
     ) -> StoreResult<QuickReplyWrite> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(writes))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(QuickReplyWrite::Done),
-            Err(e) => match cancelled_conditions(&e) {
-                Some(reasons) if reasons.first() == Some(&true) => Ok(QuickReplyWrite::NotFound),
-                Some(reasons) if reasons.contains(&true) => Ok(QuickReplyWrite::ShortcutTaken),
-                Some(_) => Err(StoreError::Conflict(
-                    "a concurrent change to a quick reply".into(),
-                )),
-                None => Err(unavailable(e)),
-            },
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes.clone()))
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(QuickReplyWrite::Done),
+                Err(e) => match cancelled_conditions(&e) {
+                    Some(reasons) if reasons.first() == Some(&true) => {
+                        Ok(QuickReplyWrite::NotFound)
+                    }
+                    Some(reasons) if counted && reasons.get(1) == Some(&true) => {
+                        Ok(QuickReplyWrite::LimitReached)
+                    }
+                    Some(reasons) if reasons.contains(&true) => Ok(QuickReplyWrite::ShortcutTaken),
+                    Some(_) if attempts < 3 => continue,
+                    Some(_) => Err(StoreError::Conflict(
+                        "a concurrent change to a quick reply".into(),
+                    )),
+                    None => Err(unavailable(e)),
+                },
+            };
         }
     }
 }
 
 impl QuickReplyStore for DynamoStore {
-    async fn quick_replies(&self, ws: &WorkspaceId) -> StoreResult<Vec<QuickReply>> {
-        let mut replies = vec![];
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :qr)")
-                .expression_attribute_values(":pk", s(format!("WS#{}", ws.as_str())))
-                .expression_attribute_values(":qr", s("QUICK_REPLY#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in output.items.unwrap_or_default() {
-                replies.push(view(from_item(item)?));
-            }
-            match output.last_evaluated_key {
-                Some(last) => start = Some(last),
-                None => return Ok(replies),
-            }
-        }
+    async fn quick_replies(
+        &self,
+        ws: &WorkspaceId,
+        limit: u32,
+        after: Option<PageKey>,
+    ) -> Result<Page<QuickReply>, DashboardError> {
+        let (items, next) = self
+            .partition_page(
+                &workspace_partition(ws),
+                QUICK_REPLY_PREFIX,
+                false,
+                limit,
+                after,
+            )
+            .await?;
+        let items = items
+            .into_iter()
+            .map(|item| Ok(view(from_item(item)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page { items, next })
     }
 
     async fn quick_reply(&self, ws: &WorkspaceId, id: &str) -> StoreResult<Option<QuickReply>> {
@@ -177,9 +203,12 @@ impl QuickReplyStore for DynamoStore {
         reply: &QuickReply,
     ) -> StoreResult<QuickReplyWrite> {
         let item = to_item(quick_reply_key(ws, &reply.id), &row(reply))?;
-        let mut writes = vec![self.put_item(item, "attribute_not_exists(pk)")?];
+        let mut writes = vec![
+            self.put_item(item, "attribute_not_exists(pk)")?,
+            self.count(ws, 1)?,
+        ];
         writes.extend(self.shortcut_guard(ws, reply)?);
-        match self.quick_reply_transaction(writes).await? {
+        match self.quick_reply_transaction(writes, true).await? {
             // A new id cannot exist: the first condition failing would be a ULID collision.
             QuickReplyWrite::NotFound => Err(StoreError::Conflict("quick reply id taken".into())),
             other => Ok(other),
@@ -200,7 +229,7 @@ impl QuickReplyStore for DynamoStore {
             }
             writes.extend(self.shortcut_guard(ws, reply)?);
         }
-        self.quick_reply_transaction(writes).await
+        self.quick_reply_transaction(writes, false).await
     }
 
     async fn delete_quick_reply(
@@ -208,11 +237,13 @@ impl QuickReplyStore for DynamoStore {
         ws: &WorkspaceId,
         reply: &QuickReply,
     ) -> StoreResult<QuickReplyWrite> {
-        let mut writes =
-            vec![self.delete_write(quick_reply_key(ws, &reply.id), Some("attribute_exists(pk)"))?];
+        let mut writes = vec![
+            self.delete_write(quick_reply_key(ws, &reply.id), Some("attribute_exists(pk)"))?,
+            self.count(ws, -1)?,
+        ];
         if let Some(shortcut) = &reply.shortcut {
             writes.push(self.delete_write(shortcut_key(ws, shortcut), None)?);
         }
-        self.quick_reply_transaction(writes).await
+        self.quick_reply_transaction(writes, false).await
     }
 }

@@ -52,7 +52,7 @@ fn reminder_item(reminder: &Reminder) -> StoreResult<Item> {
     let row = ReminderItem {
         reminder,
         due_ms: due_ms(reminder.due_at),
-        gsi1pk: format!("WS#{}", reminder.workspace_id.as_str()),
+        gsi1pk: workspace_partition(&reminder.workspace_id),
         gsi1sk: reminder_list_sk(ms, &reminder.id),
         gsi2pk: indexed.then(|| reminder_due_pk(&reminder.id)),
         gsi2sk: indexed.then(|| reminder_due_sk(ms, &reminder.id)),
@@ -99,12 +99,12 @@ impl DynamoStore {
             .set_key(Some(key(reminder_key(
                 &reminder.workspace_id,
                 &reminder.id,
-            ))))
+            ))?))
             .update_expression(expression)
             .condition_expression("#status = :sending AND run_id = :run")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s("sending"))
-            .expression_attribute_values(":run", s(run_id));
+            .expression_attribute_values(":sending", to_value("sending")?)
+            .expression_attribute_values(":run", to_value(run_id)?);
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
         }
@@ -191,7 +191,7 @@ impl ReminderStore for DynamoStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> StoreResult<Result<ReminderPage, BadCursor>> {
-        let partition = format!("WS#{}", ws.as_str());
+        let partition = workspace_partition(ws);
         // The same cursors and paging as every other dashboard list (`dashboard::page`).
         let after = match cursor.map(PageKey::decode).transpose() {
             Ok(after) => after,
@@ -199,7 +199,7 @@ impl ReminderStore for DynamoStore {
         };
         if after
             .as_ref()
-            .is_some_and(|a| a.pk != partition || !a.sk.starts_with("REMINDER#"))
+            .is_some_and(|a| a.pk != partition || !a.sk.starts_with(REMINDER_PREFIX))
         {
             return Ok(Err(BadCursor));
         }
@@ -208,8 +208,8 @@ impl ReminderStore for DynamoStore {
         let range = (
             "#sk BETWEEN :from AND :to",
             vec![
-                (":from", s(format!("REMINDER#{from:015}"))),
-                (":to", s(format!("REMINDER#{to:015}#~"))),
+                (":from", to_value(reminder_list_from(from))?),
+                (":to", to_value(reminder_list_through(to))?),
             ],
         );
         let mut conditions = Vec::new();
@@ -218,11 +218,11 @@ impl ReminderStore for DynamoStore {
         if let Some(status) = filter.status {
             conditions.push("#status = :status");
             names.push(("#status", "status"));
-            values.push((":status", s(status.as_str())));
+            values.push((":status", to_value(status.as_str())?));
         }
         if let Some(contact) = &filter.contact {
             conditions.push("contact = :contact");
-            values.push((":contact", s(contact.as_str())));
+            values.push((":contact", to_value(contact.as_str())?));
         }
         let expression = conditions.join(" AND ");
         let filter = (!conditions.is_empty()).then_some((expression.as_str(), names, values));
@@ -253,13 +253,13 @@ impl ReminderStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(reminder_key(ws, id))))
+            .set_key(Some(key(reminder_key(ws, id))?))
             .update_expression("SET #status = :cancelled, cancelled_at = :at REMOVE gsi2pk, gsi2sk")
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":cancelled", s("cancelled"))
-            .expression_attribute_values(":pending", s("pending"))
-            .expression_attribute_values(":at", ts(at))
+            .expression_attribute_values(":cancelled", to_value("cancelled")?)
+            .expression_attribute_values(":pending", to_value("pending")?)
+            .expression_attribute_values(":at", to_value(Stamp(at))?)
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -305,10 +305,10 @@ impl ReminderQueue for DynamoStore {
                 let at = PageKey::decode(raw)
                     .map_err(|_| StoreError::Corrupt("bad due cursor".into()))?;
                 Some(HashMap::from([
-                    ("gsi2pk".to_owned(), s(&shard_pk)),
-                    ("gsi2sk".to_owned(), s(at.index_sk)),
-                    ("pk".to_owned(), s(at.pk)),
-                    ("sk".to_owned(), s(at.sk)),
+                    ("gsi2pk".to_owned(), to_value(&shard_pk)?),
+                    ("gsi2sk".to_owned(), to_value(at.index_sk)?),
+                    ("pk".to_owned(), to_value(at.pk)?),
+                    ("sk".to_owned(), to_value(at.sk)?),
                 ]))
             }
             None => None,
@@ -319,8 +319,8 @@ impl ReminderQueue for DynamoStore {
             .table_name(&self.table)
             .index_name(DUE_INDEX)
             .key_condition_expression("gsi2pk = :pk AND gsi2sk <= :bound")
-            .expression_attribute_values(":pk", s(shard_pk))
-            .expression_attribute_values(":bound", s(reminder_due_bound(millis(now))))
+            .expression_attribute_values(":pk", to_value(shard_pk)?)
+            .expression_attribute_values(":bound", to_value(reminder_due_bound(millis(now)))?)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .send()
@@ -336,8 +336,8 @@ impl ReminderQueue for DynamoStore {
             items,
             next: page
                 .last_evaluated_key
-                .as_ref()
-                .and_then(|last| position(last, "gsi2sk"))
+                .map(|last| position(last, "gsi2sk"))
+                .transpose()?
                 .map(|at| at.encode()),
         })
     }
@@ -353,22 +353,22 @@ impl ReminderQueue for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(reminder_key(&reminder.workspace_id, &reminder.id))))
+            .set_key(Some(key(reminder_key(&reminder.workspace_id, &reminder.id))?))
             .update_expression(
                 "SET #status = :sending, run_id = :run, lease_until = :lease, lease_ms = :lease_ms, \
                  attempts = if_not_exists(attempts, :zero) + :one, updated_at = :now",
             )
             .condition_expression("#status = :pending AND due_ms <= :now_ms")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s("sending"))
-            .expression_attribute_values(":pending", s("pending"))
-            .expression_attribute_values(":run", s(run_id))
-            .expression_attribute_values(":lease", ts(lease_until))
-            .expression_attribute_values(":lease_ms", n(millis(lease_until)))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":now", ts(now))
-            .expression_attribute_values(":now_ms", n(millis(now)))
+            .expression_attribute_values(":sending", to_value("sending")?)
+            .expression_attribute_values(":pending", to_value("pending")?)
+            .expression_attribute_values(":run", to_value(run_id)?)
+            .expression_attribute_values(":lease", to_value(Stamp(lease_until))?)
+            .expression_attribute_values(":lease_ms", to_value(due_ms(lease_until))?)
+            .expression_attribute_values(":zero", to_value(0)?)
+            .expression_attribute_values(":one", to_value(1)?)
+            .expression_attribute_values(":now", to_value(Stamp(now))?)
+            .expression_attribute_values(":now_ms", to_value(due_ms(now))?)
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -393,9 +393,9 @@ impl ReminderQueue for DynamoStore {
                 "SET #status = :sent, sent_at = :at, result_id = :result, updated_at = :at \
                  REMOVE gsi2pk, gsi2sk, lease_until, lease_ms",
                 vec![
-                    (":sent", s("sent")),
-                    (":at", ts(at)),
-                    (":result", s(result_id)),
+                    (":sent", to_value("sent")?),
+                    (":at", to_value(Stamp(at))?),
+                    (":result", to_value(result_id)?),
                 ],
             )
             .await?;
@@ -418,12 +418,12 @@ impl ReminderQueue for DynamoStore {
                  gsi1sk = :list_sk, last_error = :error \
                  REMOVE run_id, lease_until, lease_ms",
                 vec![
-                    (":pending", s("pending")),
-                    (":due", ts(due_at)),
-                    (":due_ms", n(ms)),
-                    (":due_sk", s(reminder_due_sk(ms, &reminder.id))),
-                    (":list_sk", s(reminder_list_sk(ms, &reminder.id))),
-                    (":error", s(error)),
+                    (":pending", to_value("pending")?),
+                    (":due", to_value(Stamp(due_at))?),
+                    (":due_ms", to_value(due_ms(due_at))?),
+                    (":due_sk", to_value(reminder_due_sk(ms, &reminder.id))?),
+                    (":list_sk", to_value(reminder_list_sk(ms, &reminder.id))?),
+                    (":error", to_value(error)?),
                 ],
             )
             .await?;
@@ -444,9 +444,9 @@ impl ReminderQueue for DynamoStore {
                 "SET #status = :failed, last_error = :error, updated_at = :at \
                  REMOVE gsi2pk, gsi2sk, lease_until, lease_ms",
                 vec![
-                    (":failed", s("failed")),
-                    (":error", s(error)),
-                    (":at", ts(at)),
+                    (":failed", to_value("failed")?),
+                    (":error", to_value(error)?),
+                    (":at", to_value(Stamp(at))?),
                 ],
             )
             .await?;
@@ -463,7 +463,12 @@ impl ReminderQueue for DynamoStore {
         let expression = "SET review = :reason REMOVE gsi2pk, gsi2sk";
         let Some(before) = expired_before else {
             return self
-                .update_claimed(reminder, run_id, expression, vec![(":reason", s(reason))])
+                .update_claimed(
+                    reminder,
+                    run_id,
+                    expression,
+                    vec![(":reason", to_value(reason)?)],
+                )
                 .await;
         };
         // A dead run's claim: still the same claim (its run id), and its lease over.
@@ -477,14 +482,14 @@ impl ReminderQueue for DynamoStore {
             .set_key(Some(key(reminder_key(
                 &reminder.workspace_id,
                 &reminder.id,
-            ))))
+            ))?))
             .update_expression(expression)
             .condition_expression("#status = :sending AND run_id = :owner AND lease_ms < :before")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s("sending"))
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":before", n(millis(before)))
-            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":sending", to_value("sending")?)
+            .expression_attribute_values(":owner", to_value(owner)?)
+            .expression_attribute_values(":before", to_value(due_ms(before))?)
+            .expression_attribute_values(":reason", to_value(reason)?)
             .send()
             .await;
         match result {

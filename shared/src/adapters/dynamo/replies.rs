@@ -1,6 +1,6 @@
 //! Reply intents: recorded before a send, settled after it.
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, ReturnValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -88,7 +88,7 @@ impl ReplyStore for DynamoStore {
                 message_key(wamid),
                 "SET reply_intent = :intent",
                 &[],
-                vec![(":intent", s(&key_value))],
+                vec![(":intent", to_value(&key_value)?)],
                 Some("attribute_exists(pk) AND (attribute_not_exists(reply_intent) OR reply_intent = :intent)"),
             )?);
         }
@@ -127,10 +127,10 @@ impl ReplyStore for DynamoStore {
                 .delete(
                     Delete::builder()
                         .table_name(&self.table)
-                        .set_key(Some(key(intent_key(intent))))
+                        .set_key(Some(key(intent_key(intent))?))
                         .condition_expression("#state = :sending")
                         .expression_attribute_names("#state", "state")
-                        .expression_attribute_values(":sending", s("sending"))
+                        .expression_attribute_values(":sending", to_value("sending")?)
                         .build()
                         .map_err(corrupt)?,
                 )
@@ -142,7 +142,7 @@ impl ReplyStore for DynamoStore {
                 message_key(wamid),
                 "REMOVE reply_intent",
                 &[],
-                vec![(":intent", s(&key_value))],
+                vec![(":intent", to_value(&key_value)?)],
                 Some("reply_intent = :intent"),
             )?);
         }
@@ -170,14 +170,14 @@ impl ReplyStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(intent_key(intent))))
+            .set_key(Some(key(intent_key(intent))?))
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":failed", s("failed"))
-            .expression_attribute_values(":reason", s(reason));
+            .expression_attribute_values(":failed", to_value("failed")?)
+            .expression_attribute_values(":reason", to_value(reason)?);
         let mut expression = String::from("SET #state = :failed, error_title = :reason");
         if let Some(code) = code {
             expression.push_str(", error_code = :code");
-            request = request.expression_attribute_values(":code", n(code));
+            request = request.expression_attribute_values(":code", to_value(code)?);
         }
         request
             .update_expression(expression)
@@ -196,13 +196,13 @@ impl ReplyStore for DynamoStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(intent_key(intent))))
+            .set_key(Some(key(intent_key(intent))?))
             .update_expression("SET #state = :flag, error_title = :reason")
             .condition_expression("#state = :sending")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":flag", s(state.as_str()))
-            .expression_attribute_values(":sending", s("sending"))
-            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":flag", to_value(state.as_str())?)
+            .expression_attribute_values(":sending", to_value("sending")?)
+            .expression_attribute_values(":reason", to_value(reason)?)
             .send()
             .await
             .map_err(unavailable)?;
@@ -268,12 +268,12 @@ impl ReplyStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(intent_key(intent))))
+            .set_key(Some(key(intent_key(intent))?))
             .update_expression("SET #state = :sending")
             .condition_expression("#state = :interrupted")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":sending", s("sending"))
-            .expression_attribute_values(":interrupted", s("interrupted"))
+            .expression_attribute_values(":sending", to_value("sending")?)
+            .expression_attribute_values(":interrupted", to_value("interrupted")?)
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -350,9 +350,9 @@ impl DynamoStore {
     ) -> StoreResult<Vec<TransactWriteItem>> {
         let state = if part.is_last() { "sent" } else { "sending" };
         let pn = &message.phone_number_id;
-        let mut contact_values = vec![(":now", ts(message.timestamp))];
+        let mut contact_values = vec![(":now", to_value(Stamp(message.timestamp))?)];
         let (contact_expression, contact_condition, contact_names) = if move_answered {
-            contact_values.push((":t", ts(answered_through)));
+            contact_values.push((":t", to_value(Stamp(answered_through))?));
             (
                 "SET last_outbound_at = :now, #answered = :t",
                 Some("attribute_not_exists(#answered) OR #answered <= :t"),
@@ -373,16 +373,13 @@ impl DynamoStore {
                  wamids = list_append(if_not_exists(wamids, :empty), :wamids)",
                 &[("#state", "state")],
                 vec![
-                    (":state", s(state)),
-                    (":part", n(part.index)),
-                    (":wamid", s(message.wamid.as_str())),
-                    (
-                        ":wamids",
-                        AttributeValue::L(vec![s(message.wamid.as_str())]),
-                    ),
-                    (":empty", AttributeValue::L(vec![])),
-                    (":sending", s("sending")),
-                    (":unknown", s("unknown")),
+                    (":state", to_value(state)?),
+                    (":part", to_value(part.index)?),
+                    (":wamid", to_value(message.wamid.as_str())?),
+                    (":wamids", to_value([message.wamid.as_str()])?),
+                    (":empty", to_value(Vec::<String>::new())?),
+                    (":sending", to_value("sending")?),
+                    (":unknown", to_value("unknown")?),
                 ],
                 Some("#state IN (:sending, :unknown)"),
             )?,
@@ -407,12 +404,12 @@ impl DynamoStore {
                     super::conversations::touch_expression()
                 ),
                 &[],
-                [(":now", ts(message.timestamp))]
+                [(":now", to_value(Stamp(message.timestamp))?)]
                     .into_iter()
                     .chain(super::conversations::touch_values(
                         &message.conversation_id,
                         OffsetDateTime::now_utc(),
-                    ))
+                    )?)
                     .collect(),
                 Some("attribute_exists(pk)"),
             )?,

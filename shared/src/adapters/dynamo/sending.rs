@@ -1,13 +1,13 @@
 //! The reads of a dashboard send: the workspace's numbers, a contact's thread without touching
-//! it, the workspace's transactional templates, and which messages no reply covers yet.
+//! it, the workspace's transactional templates (and their one write), and which messages no
+//! reply covers yet.
 
 use serde::Deserialize;
-
-use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::conversations::model::{ContactState, Integration};
 use crate::conversations::store::StoreResult;
 use crate::dashboard::send::SendStore;
+use crate::dashboard::settings::TemplateSettingsStore;
 use crate::ids::{PhoneNumberId, WaId, WorkspaceId};
 
 use super::contacts::contact_state;
@@ -30,8 +30,8 @@ impl SendStore for DynamoStore {
             .table_name(&self.table)
             .index_name("GSI1")
             .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
-            .expression_attribute_values(":pk", s(format!("WS#{}", ws.as_str())))
-            .expression_attribute_values(":prefix", s("INTEGRATION#"))
+            .expression_attribute_values(":pk", to_value(workspace_partition(ws))?)
+            .expression_attribute_values(":prefix", to_value(INTEGRATION_PREFIX)?)
             .send()
             .await
             .map_err(unavailable)?;
@@ -41,11 +41,7 @@ impl SendStore for DynamoStore {
             .into_iter()
             .map(|item| {
                 let row: IntegrationItem = from_item(item)?;
-                let pn = row
-                    .gsi1sk
-                    .strip_prefix("INTEGRATION#")
-                    .map(PhoneNumberId::parse)
-                    .and_then(Result::ok)
+                let pn = integration_list_number(&row.gsi1sk)
                     .ok_or_else(|| corrupt(format!("integration sort key {}", row.gsi1sk)))?;
                 Ok(Integration {
                     phone_number_id: pn,
@@ -79,25 +75,34 @@ impl SendStore for DynamoStore {
     }
 }
 
-/// Seeding for the local stack and tests (the dashboard route that edits it comes later).
+impl TemplateSettingsStore for DynamoStore {
+    async fn write_transactional_templates(
+        &self,
+        ws: &WorkspaceId,
+        names: &[String],
+    ) -> StoreResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(workspace_key(ws))?))
+            .update_expression("SET transactional_templates = :names")
+            .expression_attribute_values(":names", to_value(names)?)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// Seeding for the local stack and tests (the dashboard edits the list through
+/// `PUT /v1/templates/transactional`).
 impl DynamoStore {
     pub async fn set_transactional_templates(
         &self,
         ws: &WorkspaceId,
         names: &[&str],
     ) -> StoreResult<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(workspace_key(ws))))
-            .update_expression("SET transactional_templates = :names")
-            .expression_attribute_values(
-                ":names",
-                AttributeValue::L(names.iter().map(|n| s(*n)).collect()),
-            )
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        self.write_transactional_templates(ws, &names).await
     }
 }

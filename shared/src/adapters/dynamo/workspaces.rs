@@ -61,14 +61,14 @@ impl TenantStore for DynamoStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(integration_key(pn))))
+            .set_key(Some(key(integration_key(pn))?))
             .update_expression("SET #status = :error, #err = :message, updated_at = :now")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#err", "error")
-            .expression_attribute_values(":error", s("error"))
-            .expression_attribute_values(":message", s(error))
-            .expression_attribute_values(":now", ts(OffsetDateTime::now_utc()))
+            .expression_attribute_values(":error", to_value("error")?)
+            .expression_attribute_values(":message", to_value(error)?)
+            .expression_attribute_values(":now", to_value(Stamp(OffsetDateTime::now_utc()))?)
             .send()
             .await
             .map_err(unavailable)?;
@@ -145,8 +145,8 @@ pub(super) fn integration_item(integration: &Integration) -> StoreResult<Item> {
         status: integration.status,
         error: integration.error.clone(),
         access_token: integration.access_token.clone(),
-        gsi1pk: format!("WS#{}", ws.as_str()),
-        gsi1sk: format!("INTEGRATION#{}", integration.phone_number_id.as_str()),
+        gsi1pk: workspace_partition(ws),
+        gsi1sk: integration_list_sk(&integration.phone_number_id),
     };
     to_item(integration_key(&integration.phone_number_id), &item)
 }
