@@ -183,7 +183,7 @@ impl Scene {
                 meta_base_url: self.whatsapp.uri(),
                 graph_version: "v24.0".into(),
                 request_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_secs(1),
+                connect_timeout: Duration::from_millis(200),
             },
             RetryPolicy::new(0, Duration::from_millis(1), Duration::from_millis(1)),
         );
@@ -203,7 +203,7 @@ impl Scene {
             email,
             secrets,
             RunSettings {
-                stop_claiming_before: Duration::from_millis(300),
+                stop_claiming_before: Duration::from_millis(600),
                 record_margin: Duration::from_millis(100),
                 ..RunSettings::default()
             },

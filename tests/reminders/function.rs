@@ -90,4 +90,12 @@ async fn the_template_runs_the_function_on_a_retried_schedule_with_a_valid_confi
     .expect("a valid reminders configuration");
     assert_eq!(config.resend_base_url, "https://api.resend.com");
     assert!(config.settings.stop_claiming_before > config.whatsapp.request_timeout);
+    // A claimed reminder always has time for an attempt: the client refuses one with less than
+    // its connect timeout plus the least attempt time left.
+    assert!(
+        config.settings.stop_claiming_before
+            >= config.settings.record_margin
+                + config.whatsapp.connect_timeout
+                + shared::whatsapp::MIN_ATTEMPT_TIME
+    );
 }

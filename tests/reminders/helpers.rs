@@ -118,7 +118,7 @@ impl World {
                 meta_base_url: self.whatsapp.uri(),
                 graph_version: "v24.0".into(),
                 request_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_secs(1),
+                connect_timeout: Duration::from_millis(200),
             },
             // No retries inside one send: the run's own retry (back to pending) is under test.
             RetryPolicy::new(0, Duration::from_millis(1), Duration::from_millis(1)),
@@ -258,7 +258,9 @@ pub fn fast() -> RunSettings {
     RunSettings {
         backoff_first: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
-        stop_claiming_before: Duration::from_millis(300),
+        // A send is only attempted with the client's connect timeout (200 ms) plus 250 ms left,
+        // after the record margin: claiming stops with room for both.
+        stop_claiming_before: Duration::from_millis(600),
         record_margin: Duration::from_millis(100),
         lease_grace: Duration::from_millis(200),
         ..RunSettings::default()
