@@ -202,16 +202,9 @@ impl ContactListParams {
             }
             (None, None) => ContactSearch::All,
         };
-        let limit = self
-            .limit
-            .map(|l| {
-                l.parse::<u32>()
-                    .map_err(|_| DashboardError::invalid("limit", "must be a whole number"))
-            })
-            .transpose()?;
         Ok((
             search,
-            page::page_size(limit)?,
+            page::limit(self.limit.as_deref())?,
             page::cursor(self.cursor.as_deref())?,
         ))
     }

@@ -239,16 +239,6 @@ fn parse_time(field: &str, raw: &str) -> Result<OffsetDateTime, DashboardError> 
     })
 }
 
-fn parse_limit(raw: Option<&str>) -> Result<u32, DashboardError> {
-    let limit = raw
-        .map(|l| {
-            l.parse::<u32>()
-                .map_err(|_| DashboardError::invalid("limit", "must be a whole number"))
-        })
-        .transpose()?;
-    page::page_size(limit)
-}
-
 fn parse_id(raw: &str) -> Result<ConversationId, DashboardError> {
     // An id that cannot be one is simply not found: no hint about what ids look like.
     ConversationId::parse(raw).map_err(|_| DashboardError::NotFound)
@@ -275,7 +265,7 @@ impl ConversationListParams {
         Ok(ConversationQuery {
             status,
             updated_since,
-            limit: parse_limit(self.limit.as_deref())?,
+            limit: page::limit(self.limit.as_deref())?,
             after: page::cursor(self.cursor.as_deref())?,
         })
     }
@@ -325,7 +315,7 @@ pub async fn messages<D: InboxStore>(
     id: &str,
     params: PageParams,
 ) -> Result<MessagePage, DashboardError> {
-    let limit = parse_limit(params.limit.as_deref())?;
+    let limit = page::limit(params.limit.as_deref())?;
     let after = page::cursor(params.cursor.as_deref())?;
     let conversation = find(store, workspace_id, id).await?;
     let page = store.messages(&conversation, limit, after).await?;

@@ -104,13 +104,7 @@ pub async fn list<D: NoteStore + ContactDirectory>(
     limit: Option<String>,
     cursor: Option<String>,
 ) -> Result<NotePage, DashboardError> {
-    let limit = limit
-        .map(|l| {
-            l.parse::<u32>()
-                .map_err(|_| DashboardError::invalid("limit", "must be a whole number"))
-        })
-        .transpose()?;
-    let limit = page::page_size(limit)?;
+    let limit = page::limit(limit.as_deref())?;
     let after = page::cursor(cursor.as_deref())?;
     let wa_id = contact(store, workspace_id, contact_id).await?;
     let page = store.notes(workspace_id, &wa_id, limit, after).await?;

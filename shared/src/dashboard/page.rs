@@ -71,8 +71,15 @@ impl PageKey {
     }
 }
 
-/// A requested page size: 1 to [`MAX_PAGE_SIZE`], [`DEFAULT_PAGE_SIZE`] when absent.
-pub fn page_size(limit: Option<u32>) -> Result<u32, DashboardError> {
+/// A `limit` parameter: a whole number from 1 to [`MAX_PAGE_SIZE`], [`DEFAULT_PAGE_SIZE`] when
+/// absent.
+pub fn limit(raw: Option<&str>) -> Result<u32, DashboardError> {
+    let limit = raw
+        .map(|l| {
+            l.parse::<u32>()
+                .map_err(|_| DashboardError::invalid("limit", "must be a whole number"))
+        })
+        .transpose()?;
     match limit {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
@@ -129,11 +136,11 @@ mod tests {
 
     #[test]
     fn a_page_size_out_of_range_is_refused_naming_the_limit() {
-        assert_eq!(page_size(None).unwrap(), DEFAULT_PAGE_SIZE);
-        assert_eq!(page_size(Some(100)).unwrap(), 100);
-        for n in [0, 101] {
+        assert_eq!(limit(None).unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(limit(Some("100")).unwrap(), 100);
+        for n in ["0", "101", "-1", "ten", ""] {
             assert!(matches!(
-                page_size(Some(n)),
+                limit(Some(n)),
                 Err(DashboardError::Validation { field, .. }) if field == "limit"
             ));
         }

@@ -171,13 +171,7 @@ pub async fn list<D: QuickReplyStore>(
     limit: Option<String>,
     cursor: Option<String>,
 ) -> Result<QuickReplyPage, DashboardError> {
-    let limit = limit
-        .map(|l| {
-            l.parse::<u32>()
-                .map_err(|_| DashboardError::invalid("limit", "must be a whole number"))
-        })
-        .transpose()?;
-    let limit = page::page_size(limit)?;
+    let limit = page::limit(limit.as_deref())?;
     let after = page::cursor(cursor.as_deref())?;
     let page = store.quick_replies(workspace_id, limit, after).await?;
     Ok(QuickReplyPage {

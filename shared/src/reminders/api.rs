@@ -372,13 +372,7 @@ impl ReminderListParams {
         {
             return Err(DashboardError::invalid("dueTo", "is before dueFrom"));
         }
-        let limit = self
-            .limit
-            .map(|l| {
-                l.parse::<u32>()
-                    .map_err(|_| DashboardError::invalid("limit", "must be a whole number"))
-            })
-            .transpose()?;
+        let limit = page::limit(self.limit.as_deref())?;
         // Checked here too, so a garbled cursor is refused before the store is asked.
         page::cursor(self.cursor.as_deref())?;
         Ok((
@@ -388,7 +382,7 @@ impl ReminderListParams {
                 due_from,
                 due_to,
             },
-            page::page_size(limit)?,
+            limit,
             self.cursor,
         ))
     }
