@@ -219,7 +219,7 @@ async fn a_reply_recorded_late_for_an_older_trigger_never_moves_answered_through
             &intent,
             &draft.message(Wamid::parse("wamid.LATEREPLY").unwrap(), &draft.text),
             ReplyPart::WHOLE,
-            older_at,
+            Some(older_at),
         )
         .await
         .expect("the reply is recorded all the same");

@@ -203,7 +203,7 @@ impl ReplyStore for SwitchingStore {
         intent: &ReplyIntent,
         message: &NewMessage,
         part: ReplyPart,
-        answered_through: OffsetDateTime,
+        answered_through: Option<OffsetDateTime>,
     ) -> StoreResult<()> {
         let poisoned = self
             .poisoned

@@ -327,7 +327,8 @@ pub struct ReplyDraft {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// When the newest customer message the reply answers was sent: recording the reply (its
-    /// last part, or its reconciliation) moves the thread's `answered_through` to it.
+    /// last part, or its reconciliation) moves the thread's `answered_through` to it. `None`
+    /// when it answers none (a dashboard message with nothing pending): nothing moves.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub answers_through: Option<OffsetDateTime>,
 }

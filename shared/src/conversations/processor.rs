@@ -983,7 +983,6 @@ where
             draft,
             covers,
         } = job;
-        let answered_through = draft.answers_through.unwrap_or(draft.created_at);
         let send_by = deadline.checked_sub(SEND_RESERVE).unwrap_or(deadline);
         let mut parts = split_text(&draft.text, MAX_TEXT_BODY);
         if parts.is_empty() {
@@ -1011,7 +1010,7 @@ where
                             intent,
                             &draft.message(wamid.clone(), text),
                             part,
-                            answered_through,
+                            draft.answers_through,
                         )
                         .await?;
                     tracing::info!(wamid = %wamid, part = index, of, "reply sent");

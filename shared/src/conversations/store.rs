@@ -141,14 +141,14 @@ pub trait ReplyStore: Send + Sync + 'static {
         reason: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// The API accepted one part of a reply: store it as an outbound message and count it on
-    /// the intent; the last part also marks the intent sent and moves `answered_through`
-    /// (never backwards).
+    /// the intent; the last part also marks the intent sent and moves `answered_through` to the
+    /// given time, if any (never backwards).
     fn record_reply(
         &self,
         intent: &ReplyIntent,
         message: &NewMessage,
         part: ReplyPart,
-        answered_through: OffsetDateTime,
+        answered_through: Option<OffsetDateTime>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Those of `wamids` no reply intent covers (read consistently).
     fn uncovered(&self, wamids: &[Wamid]) -> impl Future<Output = StoreResult<Vec<Wamid>>> + Send;

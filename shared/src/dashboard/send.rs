@@ -534,7 +534,15 @@ async fn in_conversation<D: SendStore, S: SecretSource>(
         conversation_id: conversation_id.clone(),
         trigger: dashboard_trigger(job.at)?,
     };
-    let draft = ReplyDraft {
+    // The newest of the customer messages the reply covers.
+    let newest = |covers: &[Wamid]| {
+        pending
+            .iter()
+            .filter(|(w, _)| covers.contains(w))
+            .map(|(_, at)| *at)
+            .max()
+    };
+    let mut draft = ReplyDraft {
         workspace_id: contact.workspace_id.clone(),
         phone_number_id: contact.phone_number_id.clone(),
         wa_id: contact.wa_id.clone(),
@@ -543,7 +551,7 @@ async fn in_conversation<D: SendStore, S: SecretSource>(
         ai: None,
         source: source_of(job.integration),
         created_at: job.at,
-        answers_through: pending.iter().map(|(_, at)| *at).max(),
+        answers_through: newest(&covers),
     };
     // A racing AI reply may cover some of them first: ours covers the rest, and is sent anyway.
     let mut attempts = 0;
@@ -553,6 +561,7 @@ async fn in_conversation<D: SendStore, S: SecretSource>(
             IntentOutcome::Covered if attempts < 3 => {
                 attempts += 1;
                 covers = store.uncovered(&covers).await?;
+                draft.answers_through = newest(&covers);
                 tracing::info!(
                     left = covers.len(),
                     "a reply already covers some messages; covering the rest"
@@ -566,13 +575,6 @@ async fn in_conversation<D: SendStore, S: SecretSource>(
             }
         }
     }
-    let answered_through = pending
-        .iter()
-        .filter(|(w, _)| covers.contains(w))
-        .map(|(_, t)| *t)
-        .max()
-        .or(contact.answered_through)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let outgoing = job.outgoing.clone().with_callback_data(intent.key());
     let result = sender
         .whatsapp
@@ -626,7 +628,7 @@ async fn in_conversation<D: SendStore, S: SecretSource>(
     // `sending` and the message's status webhook, which names the intent, reconciles it.
     log_unsettled(
         store
-            .record_reply(&intent, &message, ReplyPart::WHOLE, answered_through)
+            .record_reply(&intent, &message, ReplyPart::WHOLE, draft.answers_through)
             .await,
     );
     tracing::info!(wamid = %wamid, covers = covers.len(), "dashboard message sent");

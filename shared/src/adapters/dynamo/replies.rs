@@ -214,15 +214,14 @@ impl ReplyStore for DynamoStore {
         intent: &ReplyIntent,
         message: &NewMessage,
         part: ReplyPart,
-        answered_through: OffsetDateTime,
+        answered_through: Option<OffsetDateTime>,
     ) -> StoreResult<()> {
         // `answered_through` only moves forward: the contact update carries that condition, and
         // if it alone cancels the transaction (a later reply already moved it), the reply is
         // recorded without moving it.
-        let mut move_answered = part.is_last();
+        let mut moving = answered_through.filter(|_| part.is_last());
         loop {
-            let items =
-                self.reply_writes(intent, message, part, answered_through, move_answered)?;
+            let items = self.reply_writes(intent, message, part, moving)?;
             let result = self
                 .client
                 .transact_write_items()
@@ -238,8 +237,8 @@ impl ReplyStore for DynamoStore {
             };
             let only_answered = reasons.get(2) == Some(&true)
                 && reasons.iter().filter(|failed| **failed).count() == 1;
-            if move_answered && only_answered {
-                move_answered = false;
+            if moving.is_some() && only_answered {
+                moving = None;
                 continue;
             }
             return Err(StoreError::Conflict(format!(
@@ -318,8 +317,7 @@ impl ReplyStore for DynamoStore {
             return Ok(false);
         }
         let message = draft.message(update.wamid.clone(), &draft.text);
-        let answered_through = draft.answers_through.unwrap_or(draft.created_at);
-        self.record_reply(intent, &message, ReplyPart::WHOLE, answered_through)
+        self.record_reply(intent, &message, ReplyPart::WHOLE, draft.answers_through)
             .await?;
         self.apply_status(update).await?;
         Ok(true)
@@ -345,22 +343,22 @@ impl DynamoStore {
         intent: &ReplyIntent,
         message: &NewMessage,
         part: ReplyPart,
-        answered_through: OffsetDateTime,
-        move_answered: bool,
+        answered_through: Option<OffsetDateTime>,
     ) -> StoreResult<Vec<TransactWriteItem>> {
         let state = if part.is_last() { "sent" } else { "sending" };
         let pn = &message.phone_number_id;
         let mut contact_values = vec![(":now", to_value(Stamp(message.timestamp))?)];
-        let (contact_expression, contact_condition, contact_names) = if move_answered {
-            contact_values.push((":t", to_value(Stamp(answered_through))?));
-            (
-                "SET last_outbound_at = :now, #answered = :t",
-                Some("attribute_not_exists(#answered) OR #answered <= :t"),
-                vec![("#answered", thread_attr(pn, "answered_through"))],
-            )
-        } else {
-            ("SET last_outbound_at = :now", None, vec![])
-        };
+        let (contact_expression, contact_condition, contact_names) =
+            if let Some(t) = answered_through {
+                contact_values.push((":t", to_value(Stamp(t))?));
+                (
+                    "SET last_outbound_at = :now, #answered = :t",
+                    Some("attribute_not_exists(#answered) OR #answered <= :t"),
+                    vec![("#answered", thread_attr(pn, "answered_through"))],
+                )
+            } else {
+                ("SET last_outbound_at = :now", None, vec![])
+            };
         let contact_names: Vec<(&str, &str)> = contact_names
             .iter()
             .map(|(name, attr)| (*name, attr.as_str()))
