@@ -11,11 +11,10 @@ use super::DashboardError;
 use super::send::SendStore;
 use crate::conversations::store::StoreResult;
 use crate::ids::WorkspaceId;
+use crate::whatsapp::{MAX_TEMPLATE_NAME, is_template_name};
 
 /// The most templates a workspace marks as transactional.
 pub const MAX_TRANSACTIONAL_TEMPLATES: usize = 100;
-/// The longest template name WhatsApp accepts.
-pub const MAX_TEMPLATE_NAME_CHARS: usize = 512;
 
 /// The templates a workspace marks as transactional. `PUT` replaces the whole list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -37,15 +36,6 @@ pub trait TemplateSettingsStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
-/// Whether `name` is a template name WhatsApp accepts: lowercase letters, digits and `_`.
-fn is_template_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.chars().count() <= MAX_TEMPLATE_NAME_CHARS
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 impl TransactionalTemplates {
     /// The names, checked, in their order, without duplicates; a bad one is named by its index.
     pub fn validate(self) -> Result<Vec<String>, DashboardError> {
@@ -61,7 +51,7 @@ impl TransactionalTemplates {
                 return Err(DashboardError::invalid(
                     format!("names[{i}]"),
                     format!(
-                        "must be a template name: 1 to {MAX_TEMPLATE_NAME_CHARS} lowercase letters, digits or `_`"
+                        "must be a template name: 1 to {MAX_TEMPLATE_NAME} lowercase letters, digits or `_`"
                     ),
                 ));
             }
@@ -122,13 +112,13 @@ mod tests {
             ["receipt", "otp_code_2"]
         );
         assert!(validate(&[]).unwrap().is_empty());
-        let longest = "a".repeat(MAX_TEMPLATE_NAME_CHARS);
+        let longest = "a".repeat(MAX_TEMPLATE_NAME);
         assert_eq!(validate(&[&longest]).unwrap(), [longest]);
     }
 
     #[test]
     fn a_name_that_is_not_a_template_name_is_refused_by_its_index() {
-        let too_long = "a".repeat(MAX_TEMPLATE_NAME_CHARS + 1);
+        let too_long = "a".repeat(MAX_TEMPLATE_NAME + 1);
         for bad in [
             "",
             "Receipt",

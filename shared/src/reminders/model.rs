@@ -9,7 +9,6 @@ use crate::ids::{PhoneNumberId, WaId, WorkspaceId};
 
 /// The longest subject or template name we accept, and the longest text and email bodies.
 pub const MAX_SUBJECT: usize = 998;
-pub const MAX_TEMPLATE_NAME: usize = 512;
 pub const MAX_TEXT_BODY: usize = crate::whatsapp::MAX_TEXT_BODY;
 pub const MAX_EMAIL_BODY: usize = 100_000;
 
@@ -123,13 +122,7 @@ pub struct TemplateSpec {
 
 impl TemplateSpec {
     fn validate(&self, field: &'static str) -> Result<(), InvalidReminder> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= MAX_TEMPLATE_NAME
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !name_ok {
+        if !crate::whatsapp::is_template_name(&self.name) {
             return Err(invalid(
                 field,
                 "template name must be 1-512 lowercase letters, digits or underscores",

@@ -10,6 +10,19 @@ use super::error::WhatsAppError;
 use crate::ids::{WaId, Wamid};
 
 /// Longest text message body.
+/// The longest template name WhatsApp accepts.
+pub const MAX_TEMPLATE_NAME: usize = 512;
+
+/// Whether `name` is a template name WhatsApp accepts: 1 to 512 lowercase letters, digits and
+/// `_`.
+pub fn is_template_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TEMPLATE_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 pub const MAX_TEXT_BODY: usize = 4096;
 /// Longest media caption.
 pub const MAX_CAPTION: usize = 1024;

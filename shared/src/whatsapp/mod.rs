@@ -12,8 +12,8 @@ pub use error::WhatsAppError;
 pub use messages::{
     ListRow, ListSection, MAX_BUTTON_ID, MAX_BUTTON_TITLE, MAX_CALLBACK_DATA, MAX_CAPTION,
     MAX_HEADER_OR_FOOTER, MAX_INTERACTIVE_BODY, MAX_LIST_ROWS, MAX_LIST_SECTIONS, MAX_LIST_TITLE,
-    MAX_REPLY_BUTTONS, MAX_ROW_DESCRIPTION, MAX_ROW_ID, MAX_TEXT_BODY, MediaKind, MediaSource,
-    Outgoing, OutgoingKind, ReplyButton, request_body,
+    MAX_REPLY_BUTTONS, MAX_ROW_DESCRIPTION, MAX_ROW_ID, MAX_TEMPLATE_NAME, MAX_TEXT_BODY,
+    MediaKind, MediaSource, Outgoing, OutgoingKind, ReplyButton, is_template_name, request_body,
 };
 pub use split::split_text;
 
@@ -226,10 +226,8 @@ impl WhatsAppClient {
             });
         }
         let url = format!(
-            "{}/{}/{}?fields={}",
-            self.config.meta_base_url.trim_end_matches('/'),
-            self.config.graph_version.trim_matches('/'),
-            phone_number_id.as_str(),
+            "{}?fields={}",
+            self.graph_number_url(phone_number_id),
             NumberInfo::FIELDS
         );
         let response = self
@@ -252,18 +250,25 @@ impl WhatsAppClient {
     }
 
     fn url(&self, channel: &Channel, phone_number_id: &PhoneNumberId) -> String {
-        let version = self.config.graph_version.trim_matches('/');
-        let id = phone_number_id.as_str();
         match channel {
             Channel::Kapso { .. } => format!(
-                "{}/meta/whatsapp/{version}/{id}/messages",
-                self.config.kapso_base_url.trim_end_matches('/')
+                "{}/meta/whatsapp/{}/{}/messages",
+                self.config.kapso_base_url.trim_end_matches('/'),
+                self.config.graph_version.trim_matches('/'),
+                phone_number_id.as_str()
             ),
-            Channel::Meta { .. } => format!(
-                "{}/{version}/{id}/messages",
-                self.config.meta_base_url.trim_end_matches('/')
-            ),
+            Channel::Meta { .. } => format!("{}/messages", self.graph_number_url(phone_number_id)),
         }
+    }
+
+    /// The number on Meta's Graph API: `{base}/{version}/{phone_number_id}`.
+    fn graph_number_url(&self, phone_number_id: &PhoneNumberId) -> String {
+        format!(
+            "{}/{}/{}",
+            self.config.meta_base_url.trim_end_matches('/'),
+            self.config.graph_version.trim_matches('/'),
+            phone_number_id.as_str()
+        )
     }
 }
 
