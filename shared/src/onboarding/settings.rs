@@ -56,7 +56,7 @@ impl SetupLinkSettings {
             },
         };
         Ok(Self {
-            platform_base_url: base_url(env, "KAPSO_PLATFORM_BASE_URL", DEFAULT_PLATFORM_BASE_URL)?,
+            platform_base_url: platform_base_url(env)?,
             callback_base_url: match env.optional("SETUP_CALLBACK_BASE_URL") {
                 Some(_) => Some(base_url(env, "SETUP_CALLBACK_BASE_URL", "")?),
                 None => None,
@@ -79,14 +79,14 @@ pub struct CallbackSettings {
 impl CallbackSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            platform_base_url: base_url(env, "KAPSO_PLATFORM_BASE_URL", DEFAULT_PLATFORM_BASE_URL)?,
+            platform_base_url: platform_base_url(env)?,
             dashboard_url: base_url(env, "DASHBOARD_URL", "")?,
         })
     }
 }
 
-/// Kapso's platform API for the processor, which confirms the numbers of project webhooks
-/// (`KAPSO_PLATFORM_BASE_URL`, default [`DEFAULT_PLATFORM_BASE_URL`]).
+/// Kapso's platform API root (`KAPSO_PLATFORM_BASE_URL`, default [`DEFAULT_PLATFORM_BASE_URL`]),
+/// as every function that calls it reads it.
 pub fn platform_base_url(env: &Env) -> Result<String, ConfigError> {
     base_url(env, "KAPSO_PLATFORM_BASE_URL", DEFAULT_PLATFORM_BASE_URL)
 }

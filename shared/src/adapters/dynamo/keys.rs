@@ -20,7 +20,7 @@ pub(super) const EARLY_STATUS_TTL: time::Duration = time::Duration::days(7);
 pub(super) const FAILED_EVENT_TTL: time::Duration = time::Duration::days(14);
 
 /// A point in time as the keys that sort by it write it: epoch milliseconds.
-fn millis(t: OffsetDateTime) -> i128 {
+pub(super) fn millis(t: OffsetDateTime) -> i128 {
     t.unix_timestamp_nanos() / 1_000_000
 }
 
@@ -336,5 +336,61 @@ mod tests {
         );
         assert_eq!(reminder_list_from(5), "REMINDER#000000000000005");
         assert_eq!(reminder_list_through(5), "REMINDER#000000000000005#~");
+        assert_eq!(integration_key(&pn), pair("PN#987654321", "INTEGRATION"));
+        assert_eq!(ai_config_key(&ws), pair("WS#ws1", "AI_CONFIG"));
+        assert_eq!(onboarding_key(&ws), pair("WS#ws1", "ONBOARDING"));
+        assert_eq!(
+            kapso_customer_key(&KapsoCustomerId::parse("cus_1").unwrap()),
+            pair("KC#cus_1", "KAPSO_CUSTOMER")
+        );
+        assert_eq!(
+            setup_link_key(&SetupLinkId::parse("sl_1").unwrap()),
+            pair("SETUP#sl_1", "SETUP")
+        );
+        let intent = ReplyIntent {
+            conversation_id: conv.clone(),
+            trigger: wamid.clone(),
+        };
+        assert_eq!(
+            intent_key(&intent),
+            pair("INTENT#01JCONV#wamid.X", "INTENT")
+        );
+        assert_eq!(idempotency_key(&ws, "k-1"), pair("IDEMP#ws1#k-1", "IDEMP"));
+        assert_eq!(failed_key("evt"), pair("FAILED#evt", "FAILED"));
+        assert_eq!(thread_attr(&pn, "bot_paused"), "pn#987654321#bot_paused");
+        let reminder = ReminderId::parse("01JREM0000000000000000000A").unwrap();
+        assert_eq!(
+            reminder_key(&ws, &reminder),
+            pair("WS#ws1", "REMINDER#01JREM0000000000000000000A")
+        );
+        assert_eq!(
+            reminder_idempotency_key(&ws, "verify-me"),
+            pair(
+                "WS#ws1",
+                // `printf verify-me | sha256sum`
+                "REMINDER_IDEMPOTENCY#d757afa8f14ef7434c81a75fd826537c6b13a8dadd65363b0fd10f1ec2cb211f"
+            )
+        );
+        let shard = reminder_due_pk(&reminder);
+        let n: u16 = shard
+            .strip_prefix("REMINDER_DUE#")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(n < REMINDER_DUE_SHARDS, "{shard}");
+        assert_eq!(
+            shard,
+            reminder_due_pk(&reminder),
+            "the same shard every time"
+        );
+        assert_eq!(
+            reminder_due_sk(5, &reminder),
+            "000000000000005#01JREM0000000000000000000A"
+        );
+        assert_eq!(reminder_due_bound(5), "000000000000005#~");
+        assert_eq!(
+            reminder_list_sk(5, &reminder),
+            "REMINDER#000000000000005#01JREM0000000000000000000A"
+        );
     }
 }

@@ -64,10 +64,6 @@ fn key((pk, sk): (String, String)) -> StoreResult<Item> {
 
 // ----- attribute helpers ---------------------------------------------------------------------------
 
-fn millis(t: OffsetDateTime) -> i128 {
-    t.unix_timestamp_nanos() / 1_000_000
-}
-
 /// A typed item with its key: rows are written and read with serde_dynamo, never attribute by
 /// attribute.
 fn to_item<T: Serialize>(k: (String, String), row: &T) -> StoreResult<Item> {
