@@ -423,8 +423,9 @@ pub async fn send<D: SendStore, S: SecretSource>(
     result
 }
 
-/// A stable hash of the request, to tell a retry from another request under the same key.
-pub fn request_hash(request: &SendMessageRequest) -> String {
+/// A stable hash of a request, to tell a retry from another request under the same
+/// `Idempotency-Key`: the request as parsed, so key order and whitespace do not matter.
+pub fn request_hash<T: Serialize>(request: &T) -> String {
     // Through `Value`, whose maps are sorted: the same request always hashes the same.
     let canonical = serde_json::to_value(request)
         .map(|v| v.to_string())

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use crate::dashboard::send::request_hash;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
@@ -264,13 +264,6 @@ fn timestamp(field: &'static str, raw: &str) -> Result<OffsetDateTime, Dashboard
             "must be an RFC 3339 time with an offset, e.g. 2026-11-24T09:30:00+05:30",
         )
     })
-}
-
-/// The hash an `Idempotency-Key` is stored with: the request as parsed, so key order and
-/// whitespace do not matter.
-fn request_hash(request: &CreateReminderRequest) -> String {
-    let json = serde_json::to_vec(request).unwrap_or_default();
-    hex::encode(Sha256::digest(json))
 }
 
 // ----- the use cases ----------------------------------------------------------------------------
