@@ -2,10 +2,9 @@
 
 use std::collections::HashSet;
 
+use shared::dashboard::DashboardError;
 use shared::reminders::model::ReminderStatus;
-use shared::reminders::store::{
-    BadCursor, Cancelled, Created, KeyedRequest, ReminderFilter, ReminderStore,
-};
+use shared::reminders::store::{Cancelled, Created, KeyedRequest, ReminderFilter, ReminderStore};
 use time::OffsetDateTime;
 
 use crate::helpers::*;
@@ -75,9 +74,8 @@ async fn another_workspaces_reminder_cannot_be_read_or_cancelled() {
     assert_eq!(world.get(&theirs.id).await.status, ReminderStatus::Pending);
     let page = world
         .store
-        .list_reminders(other, &ReminderFilter::default(), None, 50)
+        .list_reminders(other, &ReminderFilter::default(), 50, None)
         .await
-        .unwrap()
         .unwrap();
     assert!(page.items.is_empty());
 }
@@ -110,9 +108,8 @@ async fn a_list_is_paged_by_due_time_and_filtered_by_status_and_due_range() {
     loop {
         let page = world
             .store
-            .list_reminders(world.ws(), &ReminderFilter::default(), cursor.as_deref(), 3)
+            .list_reminders(world.ws(), &ReminderFilter::default(), 3, cursor.take())
             .await
-            .unwrap()
             .unwrap();
         assert!(page.items.len() <= 3);
         seen.extend(page.items.into_iter().map(|r| r.id));
@@ -132,11 +129,10 @@ async fn a_list_is_paged_by_due_time_and_filtered_by_status_and_due_range() {
                 status: Some(ReminderStatus::Cancelled),
                 ..ReminderFilter::default()
             },
-            None,
             50,
+            None,
         )
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(cancelled.items.len(), 1);
     assert_eq!(cancelled.items[0].id, created[2].id);
@@ -150,11 +146,10 @@ async fn a_list_is_paged_by_due_time_and_filtered_by_status_and_due_range() {
                 due_to: Some(base + time::Duration::hours(5)),
                 ..ReminderFilter::default()
             },
-            None,
             50,
+            None,
         )
         .await
-        .unwrap()
         .unwrap();
     let ids: HashSet<_> = window.items.iter().map(|r| r.id.clone()).collect();
     assert_eq!(
@@ -177,22 +172,17 @@ async fn a_cursor_from_another_workspace_is_refused() {
     }
     let page = world
         .store
-        .list_reminders(world.ws(), &ReminderFilter::default(), None, 1)
+        .list_reminders(world.ws(), &ReminderFilter::default(), 1, None)
         .await
-        .unwrap()
         .unwrap();
     let cursor = page.next.expect("more than one page");
     let other = &world.workspaces[1].0;
     let refused = world
         .store
-        .list_reminders(other, &ReminderFilter::default(), Some(&cursor), 1)
-        .await
-        .unwrap();
-    assert_eq!(refused, Err(BadCursor));
-    let garbage = world
-        .store
-        .list_reminders(world.ws(), &ReminderFilter::default(), Some("zz"), 1)
-        .await
-        .unwrap();
-    assert_eq!(garbage, Err(BadCursor));
+        .list_reminders(other, &ReminderFilter::default(), 1, Some(cursor))
+        .await;
+    assert!(
+        matches!(&refused, Err(DashboardError::Validation { field, .. }) if field == "cursor"),
+        "{refused:?}"
+    );
 }

@@ -2,9 +2,9 @@
 //! `Idempotency-Key`), list with filters and pages, read one, cancel. Every one takes the
 //! caller's workspace from the verified token, so another workspace's reminder is never found.
 
+use crate::dashboard::send::request_hash;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use crate::dashboard::send::request_hash;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
@@ -337,7 +337,7 @@ fn parse_id(raw: &str) -> Result<ReminderId, DashboardError> {
 }
 
 impl ReminderListParams {
-    fn validate(self) -> Result<(ReminderFilter, u32, Option<String>), DashboardError> {
+    fn validate(self) -> Result<(ReminderFilter, u32, Option<page::PageKey>), DashboardError> {
         let status = self
             .status
             .map(|s| {
@@ -366,8 +366,6 @@ impl ReminderListParams {
             return Err(DashboardError::invalid("dueTo", "is before dueFrom"));
         }
         let limit = page::limit(self.limit.as_deref())?;
-        // Checked here too, so a garbled cursor is refused before the store is asked.
-        page::cursor(self.cursor.as_deref())?;
         Ok((
             ReminderFilter {
                 status,
@@ -376,7 +374,7 @@ impl ReminderListParams {
                 due_to,
             },
             limit,
-            self.cursor,
+            page::cursor(self.cursor.as_deref())?,
         ))
     }
 }
@@ -388,14 +386,13 @@ pub async fn list<D: ReminderStore>(
     workspace_id: &WorkspaceId,
     params: ReminderListParams,
 ) -> Result<ReminderList, DashboardError> {
-    let (filter, limit, cursor) = params.validate()?;
+    let (filter, limit, after) = params.validate()?;
     let page = store
-        .list_reminders(workspace_id, &filter, cursor.as_deref(), limit)
-        .await?
-        .map_err(|e| DashboardError::invalid("cursor", e.to_string()))?;
+        .list_reminders(workspace_id, &filter, limit, after)
+        .await?;
     Ok(ReminderList {
         items: page.items.into_iter().map(ReminderView::from).collect(),
-        next_cursor: page.next,
+        next_cursor: page.next.map(|k| k.encode()),
     })
 }
 

@@ -6,6 +6,8 @@ use std::future::Future;
 use time::OffsetDateTime;
 
 use crate::conversations::store::StoreResult;
+use crate::dashboard::DashboardError;
+use crate::dashboard::page::{Page, PageKey};
 use crate::ids::{PhoneNumberId, WaId, WorkspaceId};
 use crate::reminders::model::{Reminder, ReminderId, ReminderStatus};
 
@@ -18,13 +20,6 @@ pub struct ReminderFilter {
     pub due_from: Option<OffsetDateTime>,
     /// Due before.
     pub due_to: Option<OffsetDateTime>,
-}
-
-/// One page of a list, and the opaque cursor of the next one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReminderPage {
-    pub items: Vec<Reminder>,
-    pub next: Option<String>,
 }
 
 /// An `Idempotency-Key` and a hash of the request it came with: a retry with the same key
@@ -56,11 +51,6 @@ pub enum Cancelled {
     NotPending(ReminderStatus),
 }
 
-/// Why a list cursor is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the page cursor is not valid for this list")]
-pub struct BadCursor;
-
 /// The send API's reminder operations, always within one workspace.
 pub trait ReminderStore: Send + Sync + 'static {
     /// Stores a new pending reminder; with an idempotency key, at most one reminder per key.
@@ -74,14 +64,15 @@ pub trait ReminderStore: Send + Sync + 'static {
         workspace_id: &WorkspaceId,
         id: &ReminderId,
     ) -> impl Future<Output = StoreResult<Option<Reminder>>> + Send;
-    /// By due time, oldest first.
+    /// By due time, oldest first, from `after` (a position in this very list, or a 400 on
+    /// `cursor`), as every dashboard list pages.
     fn list_reminders(
         &self,
         workspace_id: &WorkspaceId,
         filter: &ReminderFilter,
-        cursor: Option<&str>,
         limit: u32,
-    ) -> impl Future<Output = StoreResult<Result<ReminderPage, BadCursor>>> + Send;
+        after: Option<PageKey>,
+    ) -> impl Future<Output = Result<Page<Reminder>, DashboardError>> + Send;
     fn cancel_reminder(
         &self,
         workspace_id: &WorkspaceId,

@@ -11,14 +11,14 @@ use crate::conversations::store::{StoreError, StoreResult};
 use crate::ids::{PhoneNumberId, WaId, WorkspaceId};
 use crate::reminders::model::{Reminder, ReminderId, ReminderStatus};
 use crate::reminders::store::{
-    BadCursor, Cancelled, Created, DuePage, KeyedRequest, Recipient, ReminderFilter, ReminderPage,
-    ReminderQueue, ReminderStore,
+    Cancelled, Created, DuePage, KeyedRequest, Recipient, ReminderFilter, ReminderQueue,
+    ReminderStore,
 };
 
 use super::inbox::position;
 use super::*;
 use crate::dashboard::DashboardError;
-use crate::dashboard::page::PageKey;
+use crate::dashboard::page::{Page, PageKey};
 
 /// The due index: pending and claimed reminders only (sent, failed, cancelled and flagged ones
 /// leave it), so it holds exactly the work still to do.
@@ -188,20 +188,15 @@ impl ReminderStore for DynamoStore {
         &self,
         ws: &WorkspaceId,
         filter: &ReminderFilter,
-        cursor: Option<&str>,
         limit: u32,
-    ) -> StoreResult<Result<ReminderPage, BadCursor>> {
+        after: Option<PageKey>,
+    ) -> Result<Page<Reminder>, DashboardError> {
         let partition = workspace_partition(ws);
-        // The same cursors and paging as every other dashboard list (`dashboard::page`).
-        let after = match cursor.map(PageKey::decode).transpose() {
-            Ok(after) => after,
-            Err(_) => return Ok(Err(BadCursor)),
-        };
-        if after
-            .as_ref()
-            .is_some_and(|a| a.pk != partition || !a.sk.starts_with(REMINDER_PREFIX))
-        {
-            return Ok(Err(BadCursor));
+        let after = after
+            .map(|a| a.expect(&partition, REMINDER_PREFIX, REMINDER_PREFIX))
+            .transpose()?;
+        if after.as_ref().is_some_and(|a| a.pk != partition) {
+            return Err(super::inbox::bad_cursor());
         }
         let from = filter.due_from.map_or(0, millis).max(0);
         let to = filter.due_to.map_or(i128::from(i64::MAX / 1000), millis) - 1;
@@ -226,21 +221,16 @@ impl ReminderStore for DynamoStore {
         }
         let expression = conditions.join(" AND ");
         let filter = (!conditions.is_empty()).then_some((expression.as_str(), names, values));
-        let page = self
+        let (items, next) = self
             .index_page(LIST_INDEX, &partition, range, filter, false, limit, after)
-            .await;
-        let (items, next) = match page {
-            Ok(page) => page,
-            Err(DashboardError::Store(e)) => return Err(e),
-            Err(_) => return Ok(Err(BadCursor)),
-        };
-        Ok(Ok(ReminderPage {
+            .await?;
+        Ok(Page {
             items: items
                 .into_iter()
                 .map(from_item)
                 .collect::<StoreResult<_>>()?,
-            next: next.map(|n| n.encode()),
-        }))
+            next,
+        })
     }
 
     async fn cancel_reminder(
