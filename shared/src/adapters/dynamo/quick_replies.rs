@@ -14,6 +14,7 @@ use crate::dashboard::quick_replies::{
     MAX_QUICK_REPLIES, QuickReply, QuickReplyStore, QuickReplyWrite,
 };
 use crate::ids::WorkspaceId;
+use crate::retry::RetryPolicy;
 
 use super::*;
 
@@ -131,15 +132,15 @@ impl DynamoStore {
     ///
     /// Creates and deletes in the same workspace all write its counter, so DynamoDB may cancel
     /// one for a concurrent transaction: a cancelled transaction wrote nothing, and is tried
-    /// again (three times in all).
+    /// again by the one retry policy.
     async fn quick_reply_transaction(
         &self,
         writes: Vec<TransactWriteItem>,
         counted: bool,
     ) -> StoreResult<QuickReplyWrite> {
-        let mut attempts = 0;
+        let policy = RetryPolicy::default();
+        let mut delays = policy.delays();
         loop {
-            attempts += 1;
             let result = self
                 .client
                 .transact_write_items()
@@ -156,10 +157,15 @@ impl DynamoStore {
                         Ok(QuickReplyWrite::LimitReached)
                     }
                     Some(reasons) if reasons.contains(&true) => Ok(QuickReplyWrite::ShortcutTaken),
-                    Some(_) if attempts < 3 => continue,
-                    Some(_) => Err(StoreError::Conflict(
-                        "a concurrent change to a quick reply".into(),
-                    )),
+                    Some(_) => match delays.next() {
+                        Some(delay) => {
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                        None => Err(StoreError::Conflict(
+                            "a concurrent change to a quick reply".into(),
+                        )),
+                    },
                     None => Err(unavailable(e)),
                 },
             };
