@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use shared::dashboard::contacts::{self, Contact, ContactListParams, ContactPage, ContactPatch};
 use shared::secrets::SecretSource;
 
 use crate::inbox::Query;
-use crate::{ApiError, ApiStore, Caller, ErrorBody, Json, SendApi};
+use crate::{ApiError, ApiStore, Caller, ErrorBody, Json, Path, SendApi};
 
 /// The workspace's contacts: all of them by phone number, or those whose phone number or name
 /// starts with the given prefix.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use shared::dashboard::DashboardError;
@@ -13,7 +13,7 @@ use shared::dashboard::inbox::{
 };
 use shared::secrets::SecretSource;
 
-use crate::{ApiError, ApiStore, Caller, ErrorBody, Json, SendApi};
+use crate::{ApiError, ApiStore, Caller, ErrorBody, Json, Path, SendApi};
 
 /// A query string whose errors name the parameter, in the API's error shape.
 pub struct Query<T>(pub T);

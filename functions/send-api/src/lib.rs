@@ -33,7 +33,7 @@ use shared::dashboard::notes::{NewNote, Note, NotePage, NoteStore};
 use shared::dashboard::quick_replies::{
     QuickReply, QuickReplyInput, QuickReplyPage, QuickReplyStore,
 };
-use shared::dashboard::send::{SendError, SendStore, UpstreamFailure};
+use shared::dashboard::send::{IdempotencyKey, SendError, SendStore, UpstreamFailure};
 use shared::dashboard::{DashboardError, from_json};
 use shared::ids::WorkspaceId;
 use shared::onboarding::manual::ManualIntegrationError;
@@ -146,7 +146,6 @@ pub fn router<S: SecretSource, D: ApiStore>(api: Arc<SendApi<S, D>>) -> Router {
         .merge(settings::routes::<S, D>())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(request_span))
         .with_state(api)
 }
@@ -365,30 +364,45 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The longest plain-text rejection read back into the error shape (axum's are one line).
-const REJECTION_TEXT_LIMIT: usize = 4096;
+/// The optional `Idempotency-Key` header, validated: a malformed key is a 400 naming it.
+pub struct Idempotency(pub Option<IdempotencyKey>);
 
-/// Answers axum's own refusals in the one error shape: a rejection of an extractor the routes
-/// take from axum (`Path`'s for an id that is not UTF-8, for one) is plain text otherwise.
-async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    let is_json_body = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(is_json);
-    if is_json_body || !(status.is_client_error() || status.is_server_error()) {
-        return response;
+impl<St: Send + Sync> FromRequestParts<St> for Idempotency {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get("idempotency-key")
+            .map(|value| IdempotencyKey::parse(value.to_str().unwrap_or_default()))
+            .transpose()?;
+        Ok(Self(key))
     }
-    let text = axum::body::to_bytes(response.into_body(), REJECTION_TEXT_LIMIT)
-        .await
-        .unwrap_or_default();
-    ApiError::Rejected {
-        status,
-        text: String::from_utf8_lossy(&text).trim().to_owned(),
+}
+
+/// A path parameter whose refusal answers in the error shape (axum's own `Path` answers in
+/// plain text), naming the parameter as the route and the document do (`id`, `phoneNumberId`).
+pub struct Path<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, St: Send + Sync> FromRequestParts<St> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, ApiError> {
+        use axum::extract::{path::ErrorKind, rejection::PathRejection};
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                let field = match e.kind() {
+                    ErrorKind::InvalidUtf8InPathParam { key }
+                    | ErrorKind::ParseErrorAtKey { key, .. }
+                    | ErrorKind::DeserializeError { key, .. } => key.clone(),
+                    _ => "path".to_owned(),
+                };
+                Err(DashboardError::invalid(field, e.body_text()).into())
+            }
+            Err(e) => Err(DashboardError::invalid("path", e.body_text()).into()),
+        }
     }
-    .into_response()
 }
 
 /// One span per request, so every line it logs carries the Lambda request id.
@@ -423,9 +437,6 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the body must be JSON, sent with `Content-Type: application/json`")]
     NotJson,
-    /// A refusal axum answered itself, in plain text, before any route ran.
-    #[error("{text}")]
-    Rejected { status: StatusCode, text: String },
     #[error(transparent)]
     Platform(#[from] shared::onboarding::PlatformError),
     #[error(transparent)]
@@ -527,7 +538,6 @@ impl ApiError {
                 "unsupported_media_type",
                 self.to_string(),
             ),
-            Self::Rejected { status, text } => rejected_status(*status, text),
             Self::Send(e) => send_status(e),
             Self::Integration(e) => integration_status(e),
         }
@@ -537,48 +547,9 @@ impl ApiError {
     fn field(&self) -> Option<String> {
         match self {
             Self::Dashboard(DashboardError::Validation { field, .. }) => Some(field.clone()),
-            // axum names a path parameter between backticks ("Invalid UTF-8 in `id`"), as the
-            // route declares it; the API names it in camelCase, as the document does.
-            Self::Rejected { status, text } if *status == StatusCode::BAD_REQUEST => {
-                Some(camel_case(text.split('`').nth(1).unwrap_or("path")))
-            }
             _ => None,
         }
     }
-}
-
-/// `phone_number_id` as the API spells it: `phoneNumberId`.
-fn camel_case(name: &str) -> String {
-    let mut parts = name.split('_');
-    let mut camel = parts.next().unwrap_or_default().to_owned();
-    for part in parts {
-        let mut chars = part.chars();
-        if let Some(first) = chars.next() {
-            camel.extend(first.to_uppercase());
-            camel.push_str(chars.as_str());
-        }
-    }
-    camel
-}
-
-/// The statuses of axum's own refusals: the same codes as the API's for the same status.
-fn rejected_status(status: StatusCode, text: &str) -> (StatusCode, &'static str, String) {
-    let code = match status {
-        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "validation_failed",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        s if s.is_server_error() => {
-            return (
-                status,
-                "internal",
-                "something went wrong on our side".into(),
-            );
-        }
-        _ => "bad_request",
-    };
-    (status, code, text.to_owned())
 }
 
 /// The statuses of the manual integration's own failures (the typed codes).

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use shared::dashboard::send::{self, IdempotencyKey, SendMessageRequest, Sender, SentMessage};
+use axum::http::StatusCode;
+use shared::dashboard::send::{self, SendMessageRequest, Sender, SentMessage};
 use shared::secrets::SecretSource;
 
-use crate::{ApiError, ApiStore, Caller, ErrorBody, Json, SendApi};
+use crate::{ApiError, ApiStore, Caller, ErrorBody, Idempotency, Json, SendApi};
 
 /// Sends a message from one of the workspace's numbers to a contact, named by id or by E.164
 /// phone number. Text, media, interactive and reaction messages need the contact's last
@@ -34,13 +34,9 @@ use crate::{ApiError, ApiStore, Caller, ErrorBody, Json, SendApi};
 pub(crate) async fn send<S: SecretSource, D: ApiStore>(
     State(api): State<Arc<SendApi<S, D>>>,
     Caller(workspace): Caller,
-    headers: HeaderMap,
+    Idempotency(key): Idempotency,
     Json(request): Json<SendMessageRequest>,
 ) -> Result<(StatusCode, axum::Json<SentMessage>), ApiError> {
-    let key = match headers.get("idempotency-key") {
-        Some(value) => Some(IdempotencyKey::parse(value.to_str().unwrap_or_default())?),
-        None => None,
-    };
     let sender = Sender {
         store: &api.store,
         whatsapp: &api.whatsapp,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use shared::dashboard::inbox::PageParams;
 use shared::dashboard::notes::{self, NewNote, Note, NotePage};
@@ -10,7 +10,7 @@ use shared::dashboard::quick_replies::{self, QuickReply, QuickReplyInput, QuickR
 use shared::secrets::SecretSource;
 
 use crate::inbox::Query;
-use crate::{ApiError, ApiStore, Caller, ErrorBody, Json, SendApi};
+use crate::{ApiError, ApiStore, Caller, ErrorBody, Json, Path, SendApi};
 
 /// Writes a note on a contact.
 #[utoipa::path(post, path = "/v1/contacts/{id}/notes", tag = "contacts", security(("bearer" = [])),

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
-use shared::dashboard::send::{IdempotencyKey, SendError};
+use shared::dashboard::send::SendError;
 use shared::reminders::api::{
     self, CreateReminderRequest, EmailChannel, ReminderChannelBody, ReminderError, ReminderList,
     ReminderListParams, ReminderView, TemplateBody, TemplateChannel, TextChannel,
@@ -16,7 +16,7 @@ use shared::secrets::SecretSource;
 use utoipa::OpenApi;
 
 use crate::inbox::Query;
-use crate::{ApiError, ApiStore, Caller, ErrorBody, Json, SendApi};
+use crate::{ApiError, ApiStore, Caller, ErrorBody, Idempotency, Json, Path, SendApi};
 
 /// The reminder routes' part of the OpenAPI document.
 #[derive(OpenApi)]
@@ -76,13 +76,9 @@ impl From<ReminderError> for ApiError {
 pub(crate) async fn create_reminder<S: SecretSource, D: ApiStore>(
     State(api): State<Arc<SendApi<S, D>>>,
     Caller(workspace): Caller,
-    headers: HeaderMap,
+    Idempotency(key): Idempotency,
     Json(request): Json<CreateReminderRequest>,
 ) -> Result<(StatusCode, axum::Json<ReminderView>), ApiError> {
-    let key = match headers.get("idempotency-key") {
-        Some(value) => Some(IdempotencyKey::parse(value.to_str().unwrap_or_default())?),
-        None => None,
-    };
     let created = api::create(&api.store, &workspace, key.as_ref(), request).await?;
     Ok((StatusCode::CREATED, axum::Json(created.reminder)))
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     routing::{delete, get, post},
 };
@@ -24,7 +24,7 @@ use shared::onboarding::{ConnectionType, OnboardingStore};
 use shared::secrets::SecretSource;
 use utoipa::OpenApi;
 
-use crate::{ApiError, Caller, ErrorBody, Json, SendApi};
+use crate::{ApiError, Caller, ErrorBody, Json, Path, SendApi};
 
 /// What the connection routes need besides the store: the Kapso platform client and the
 /// setup-link settings.
@@ -46,7 +46,7 @@ pub fn routes<S: SecretSource, D: crate::ApiStore>() -> Router<Arc<SendApi<S, D>
             post(create_integration::<S, D>),
         )
         .route(
-            "/v1/whatsapp/integrations/{phone_number_id}",
+            "/v1/whatsapp/integrations/{phoneNumberId}",
             delete(delete_integration::<S, D>),
         )
 }
