@@ -200,7 +200,6 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "the SQS -> Lambda bridge is polling the events queue for message-processor \
          ({BRIDGE_POLLERS} pollers, one invocation per message group at a time)"
     ));
-    reminders_demo::start_ticks(&watch)?;
     Ok(Stack {
         _moto: moto,
         watch,
@@ -688,6 +687,7 @@ fn meta_text_message(wamid: &str, now: i64) -> Value {
 
 async fn up() -> anyhow::Result<()> {
     let stack = start_stack().await?;
+    reminders_demo::start_ticks(&stack.watch)?;
     step("The stack is up. Ctrl-C stops it.");
     detail(&format!(
         "webhook URL:        {}/webhooks/whatsapp",

@@ -53,6 +53,7 @@ fn template_sends(stack: &crate::Stack) -> Vec<local_stack::standins::Recorded> 
 
 pub(crate) async fn demo() -> anyhow::Result<()> {
     let stack = start_stack().await?;
+    start_ticks(&stack.watch)?;
     let base = stack.watch.base_url();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
