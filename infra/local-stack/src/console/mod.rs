@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::standins::{Served, loopback, serve as serve_router};
 use crate::token::TokenSpec;
 
 const INDEX_HTML: &str = include_str!("index.html");
@@ -56,13 +57,7 @@ pub struct ConsoleConfig {
 /// The running console; it stops when dropped.
 pub struct Console {
     pub url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Served,
 }
 
 struct Shared {
@@ -75,9 +70,7 @@ struct Shared {
 
 /// Serves the console on `127.0.0.1:port` (a free port when `None`). Loopback only.
 pub async fn serve(config: ConsoleConfig, port: Option<u16>) -> anyhow::Result<Console> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
-        .await
-        .with_context(|| format!("binding the console to 127.0.0.1:{}", port.unwrap_or(0)))?;
+    let listener = loopback(port).await.context("binding the console")?;
     let port = listener.local_addr()?.port();
     let shared = Arc::new(Shared {
         config,
@@ -87,15 +80,10 @@ pub async fn serve(config: ConsoleConfig, port: Option<u16>) -> anyhow::Result<C
             .build()?,
         hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
     });
-    let router = router(shared);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            eprintln!("console stopped: {e}");
-        }
-    });
+    let server = serve_router(listener, router(shared), "console")?;
     Ok(Console {
-        url: format!("http://127.0.0.1:{port}/"),
-        task,
+        url: format!("{}/", server.base_url),
+        _server: server,
     })
 }
 
