@@ -745,15 +745,15 @@ async fn up() -> anyhow::Result<()> {
 /// running stack: the one `up` recorded, or the one on `WATCH_PORT`.
 fn token(workspace: &str) -> anyhow::Result<()> {
     let token = TokenSpec::local(workspace).mint()?;
-    let port = match port_from_env("WATCH_PORT")? {
-        Some(port) => Some(port),
-        None => state::running(&state::path()).map(|s| s.port),
+    let stack = match port_from_env("WATCH_PORT")? {
+        Some(port) => Some(state::StackState { port }),
+        None => state::running(&state::path()),
     };
     eprintln!("# a token for workspace {workspace}, valid for an hour");
-    match port {
-        Some(port) => eprintln!(
+    match stack {
+        Some(stack) => eprintln!(
             "{}",
-            local_stack::token::curl_line(&token, &format!("http://127.0.0.1:{port}"))
+            local_stack::token::curl_line(&token, &stack.functions_url())
         ),
         None => eprintln!(
             "# no running stack found: `infra/demo up` starts one (or set WATCH_PORT to its port)"
