@@ -19,7 +19,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared::ingest::signature::sign_hex;
+use shared::ingest::signature::{KAPSO_SIGNATURE_HEADER, sign_hex};
+use shared::ingest::webhook::kapso::EVENT_HEADER;
+use shared::onboarding::project_events::PHONE_NUMBER_CREATED;
 
 use crate::standins::{Served, loopback, serve};
 
@@ -258,9 +260,9 @@ async fn hosted_page(
             .http
             .post(&webhook.url)
             .header("content-type", "application/json")
-            .header("x-webhook-event", "whatsapp.phone_number.created")
+            .header(EVENT_HEADER, PHONE_NUMBER_CREATED)
             .header(
-                "x-webhook-signature",
+                KAPSO_SIGNATURE_HEADER,
                 sign_hex(&webhook.secret, body.as_bytes()),
             )
             .body(body)
