@@ -338,18 +338,52 @@ mod tests {
             .unwrap();
         assert_eq!(config["metaAppSecret"], "meta-secret");
         assert_eq!(config["businesses"][0]["phoneNumberId"], "106540352242922");
-        let token = config["businesses"][0]["token"].as_str().unwrap();
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-        validation.set_audience(&[crate::token::LOCAL_JWT_AUDIENCE]);
-        validation.set_issuer(&[crate::token::LOCAL_JWT_ISSUER]);
-        let claims = jsonwebtoken::decode::<Value>(
-            token,
-            &jsonwebtoken::DecodingKey::from_secret(crate::token::LOCAL_JWT_SECRET.as_bytes()),
-            &validation,
-        )
-        .unwrap()
-        .claims;
-        assert_eq!(claims["org_id"], "demo-shop");
+        let businesses = config["businesses"].as_array().unwrap();
+        assert_eq!(businesses.len(), 1);
+        for business in businesses {
+            let token = business["token"].as_str().unwrap();
+            let workspace = send_api_authenticates(token).await.unwrap();
+            assert_eq!(workspace.as_str(), business["workspace"]);
+        }
+        // The authenticator does check: a token signed with another key is refused.
+        let forged = TokenSpec {
+            secret: "not-the-local-secret",
+            ..TokenSpec::local("demo-shop")
+        }
+        .mint()
+        .unwrap();
+        assert_eq!(
+            send_api_authenticates(&forged).await,
+            Err(shared::dashboard::auth::AuthError::Invalid)
+        );
+    }
+
+    /// Verifies `token` with the send API's own authenticator, configured from the environment
+    /// the local stack gives the function (`token::auth_env`) and the app secret it seeds.
+    async fn send_api_authenticates(
+        token: &str,
+    ) -> Result<shared::ids::WorkspaceId, shared::dashboard::auth::AuthError> {
+        use shared::config::{Env, SendApiConfig};
+        use shared::dashboard::auth::Authenticator;
+        use shared::secrets::{SecretSource, SecretsCache, SecretsError};
+
+        struct LocalAppSecret;
+        impl SecretSource for LocalAppSecret {
+            async fn fetch(&self) -> Result<String, SecretsError> {
+                Ok(json!({ "dashboard_jwt_secret": crate::token::LOCAL_JWT_SECRET }).to_string())
+            }
+        }
+        let mut env = crate::token::auth_env();
+        env.extend(
+            [("APP_SECRET_ID", "app-secret"), ("TABLE_NAME", "app-table")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        let env = Env::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let config = SendApiConfig::from_env(&env).unwrap();
+        let secrets = SecretsCache::new(LocalAppSecret, Duration::from_secs(60));
+        Authenticator::new(config.auth, Arc::new(secrets))
+            .authenticate(Some(&format!("Bearer {token}")))
+            .await
     }
 
     #[tokio::test]
