@@ -19,7 +19,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared::ingest::signature::sign_hex;
+use shared::ingest::signature::{KAPSO_SIGNATURE_HEADER, sign_hex};
+use shared::ingest::webhook::kapso::EVENT_HEADER;
+use shared::onboarding::project_events::PHONE_NUMBER_CREATED;
+
+use crate::standins::{Served, loopback, serve};
 
 /// Where the stand-in posts project webhooks: our ingest route and the project's secret.
 #[derive(Clone)]
@@ -59,13 +63,7 @@ impl Shared {
 /// The running stand-in; it stops when dropped.
 pub struct KapsoPlatformStandIn {
     pub base_url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for KapsoPlatformStandIn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Served,
 }
 
 impl KapsoPlatformStandIn {
@@ -78,7 +76,7 @@ impl KapsoPlatformStandIn {
 /// Starts the stand-in on a free loopback port. The hosted page posts project webhooks to
 /// `webhook`, when given.
 pub async fn start(webhook: Option<ProjectWebhook>) -> anyhow::Result<KapsoPlatformStandIn> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = loopback(None).await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let state = Shared {
         base_url: base_url.clone(),
@@ -98,12 +96,11 @@ pub async fn start(webhook: Option<ProjectWebhook>) -> anyhow::Result<KapsoPlatf
         )
         .route("/setup/{id}", get(hosted_page))
         .with_state(state);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            eprintln!("Kapso platform stand-in stopped: {e}");
-        }
-    });
-    Ok(KapsoPlatformStandIn { base_url, task })
+    let server = serve(listener, router, "Kapso platform stand-in")?;
+    Ok(KapsoPlatformStandIn {
+        base_url,
+        _server: server,
+    })
 }
 
 fn unauthorised(headers: &HeaderMap) -> Option<Response> {
@@ -263,9 +260,9 @@ async fn hosted_page(
             .http
             .post(&webhook.url)
             .header("content-type", "application/json")
-            .header("x-webhook-event", "whatsapp.phone_number.created")
+            .header(EVENT_HEADER, PHONE_NUMBER_CREATED)
             .header(
-                "x-webhook-signature",
+                KAPSO_SIGNATURE_HEADER,
                 sign_hex(&webhook.secret, body.as_bytes()),
             )
             .body(body)

@@ -200,7 +200,6 @@ async fn start_stack() -> anyhow::Result<Stack> {
         "the SQS -> Lambda bridge is polling the events queue for message-processor \
          ({BRIDGE_POLLERS} pollers, one invocation per message group at a time)"
     ));
-    reminders_demo::start_ticks(&watch)?;
     Ok(Stack {
         _moto: moto,
         watch,
@@ -688,6 +687,7 @@ fn meta_text_message(wamid: &str, now: i64) -> Value {
 
 async fn up() -> anyhow::Result<()> {
     let stack = start_stack().await?;
+    reminders_demo::start_ticks(&stack.watch)?;
     step("The stack is up. Ctrl-C stops it.");
     detail(&format!(
         "webhook URL:        {}/webhooks/whatsapp",
@@ -745,15 +745,15 @@ async fn up() -> anyhow::Result<()> {
 /// running stack: the one `up` recorded, or the one on `WATCH_PORT`.
 fn token(workspace: &str) -> anyhow::Result<()> {
     let token = TokenSpec::local(workspace).mint()?;
-    let port = match port_from_env("WATCH_PORT")? {
-        Some(port) => Some(port),
-        None => state::running(&state::path()).map(|s| s.port),
+    let stack = match port_from_env("WATCH_PORT")? {
+        Some(port) => Some(state::StackState { port }),
+        None => state::running(&state::path()),
     };
     eprintln!("# a token for workspace {workspace}, valid for an hour");
-    match port {
-        Some(port) => eprintln!(
+    match stack {
+        Some(stack) => eprintln!(
             "{}",
-            local_stack::token::curl_line(&token, &format!("http://127.0.0.1:{port}"))
+            local_stack::token::curl_line(&token, &stack.functions_url())
         ),
         None => eprintln!(
             "# no running stack found: `infra/demo up` starts one (or set WATCH_PORT to its port)"

@@ -18,8 +18,8 @@ use time::format_description::well_known::Rfc3339;
 use crate::{CUSTOMER, PHONE_NUMBER_ID, WORKSPACE, detail, start_stack, step, wait_for};
 
 /// Starts the scheduler's ticks against the functions `watch` serves; runs that claimed
-/// something, and failures, are shown.
-pub(crate) fn start_ticks(watch: &LambdaWatch) -> anyhow::Result<()> {
+/// something, and failures, are shown. The tick it fires on.
+pub(crate) fn start_ticks(watch: &LambdaWatch) -> anyhow::Result<Duration> {
     let tick = scheduler::tick_from_env()?;
     tokio::spawn(scheduler::run(watch.base_url(), tick, |n, run| match run {
         Ok(summary) if summary["claimed"].as_u64().unwrap_or(0) > 0 => println!(
@@ -38,7 +38,30 @@ pub(crate) fn start_ticks(watch: &LambdaWatch) -> anyhow::Result<()> {
          (REMINDERS_TICK_SECONDS)",
         tick.as_secs()
     ));
-    Ok(())
+    Ok(tick)
+}
+
+/// Polls `GET /v1/reminders/{id}` until the reminder is `sent` or `failed`, or `timeout`
+/// passes; any answer but a success (a 404, a 503) ends the wait with that error.
+async fn wait_settled(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    wait_for(timeout, || async {
+        let reminder: Value = http
+            .get(format!("{base}/v1/reminders/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(matches!(reminder["status"].as_str(), Some("sent" | "failed")).then_some(reminder))
+    })
+    .await
 }
 
 /// The one `whatsapp_template` sends the stand-in received.
@@ -53,6 +76,7 @@ fn template_sends(stack: &crate::Stack) -> Vec<local_stack::standins::Recorded> 
 
 pub(crate) async fn demo() -> anyhow::Result<()> {
     let stack = start_stack().await?;
+    let tick = start_ticks(&stack.watch)?;
     let base = stack.watch.base_url();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
@@ -110,23 +134,9 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
     let id = created["id"].as_str().context("no reminder id")?.to_owned();
 
     step("The next scheduled run claims it, sends it and records it");
-    let get = || async {
-        let reminder: Value = http
-            .get(format!("{base}/v1/reminders/{id}"))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        anyhow::Ok(reminder)
-    };
-    let sent = wait_for(Duration::from_secs(300), || async {
-        let reminder = get().await?;
-        Ok(matches!(reminder["status"].as_str(), Some("sent" | "failed")).then_some(reminder))
-    })
-    .await
-    .context("no run sent the reminder")?;
+    let sent = wait_settled(&http, &base, &token, &id, Duration::from_secs(300))
+        .await
+        .context("no run sent the reminder")?;
     detail(&format!(
         "GET /v1/reminders/{id} -> status={} resultId={} sentAt={} attempts={}",
         sent["status"], sent["resultId"], sent["sentAt"], sent["attempts"]
@@ -180,18 +190,9 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
         .as_str()
         .context("no reminder id")?
         .to_owned();
-    let emailed = wait_for(Duration::from_secs(120), || async {
-        let reminder: Value = http
-            .get(format!("{base}/v1/reminders/{email_id}"))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(matches!(reminder["status"].as_str(), Some("sent" | "failed")).then_some(reminder))
-    })
-    .await
-    .context("no run sent the email reminder")?;
+    let emailed = wait_settled(&http, &base, &token, &email_id, Duration::from_secs(120))
+        .await
+        .context("no run sent the email reminder")?;
     detail(&format!(
         "GET /v1/reminders/{email_id} -> status={} resultId={}",
         emailed["status"], emailed["resultId"]
@@ -212,7 +213,6 @@ pub(crate) async fn demo() -> anyhow::Result<()> {
     );
 
     step("Two more ticks, the same request again (Idempotency-Key), and a cancel");
-    let tick = scheduler::tick_from_env()?;
     tokio::time::sleep(tick * 2 + Duration::from_secs(1)).await;
     let again = create().await?;
     let again_status = again.status();

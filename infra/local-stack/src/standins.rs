@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use anyhow::Context;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
@@ -57,11 +58,49 @@ impl Log {
     }
 }
 
+/// A router served on loopback; the server stops when this is dropped.
+pub struct Served {
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub base_url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A listener on `127.0.0.1:port` (a free port when `None`), for [`serve`]: its address is known
+/// before the router that needs it is built.
+pub async fn loopback(port: Option<u16>) -> anyhow::Result<tokio::net::TcpListener> {
+    let port = port.unwrap_or(0);
+    tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))
+}
+
+/// Serves `router` on `listener` until the returned guard is dropped; `name` says who stopped
+/// in the log if the server fails.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    name: &'static str,
+) -> anyhow::Result<Served> {
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            eprintln!("{name} stopped: {e}");
+        }
+    });
+    Ok(Served { base_url, task })
+}
+
 /// A running stand-in; it stops when dropped.
 pub struct StandIn {
     pub base_url: String,
     log: Log,
-    task: tokio::task::JoinHandle<()>,
+    _server: Served,
 }
 
 impl StandIn {
@@ -74,24 +113,12 @@ impl StandIn {
     }
 }
 
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve(router: Router, log: Log) -> anyhow::Result<StandIn> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base_url = format!("http://{}", listener.local_addr()?);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            eprintln!("stand-in stopped: {e}");
-        }
-    });
+async fn stand_in(router: Router, log: Log) -> anyhow::Result<StandIn> {
+    let server = serve(loopback(None).await?, router, "stand-in")?;
     Ok(StandIn {
-        base_url,
+        base_url: server.base_url.clone(),
         log,
-        task,
+        _server: server,
     })
 }
 
@@ -107,7 +134,7 @@ pub async fn whatsapp() -> anyhow::Result<StandIn> {
         )
         .route("/_requests", get(list_requests))
         .with_state(log.clone());
-    serve(router, log).await
+    stand_in(router, log).await
 }
 
 async fn send_message(
@@ -166,7 +193,7 @@ pub async fn llm() -> anyhow::Result<StandIn> {
         .route("/chat/completions", post(complete))
         .route("/_requests", get(list_requests))
         .with_state(log.clone());
-    serve(router, log).await
+    stand_in(router, log).await
 }
 
 async fn complete(
@@ -201,7 +228,7 @@ pub async fn resend() -> anyhow::Result<StandIn> {
         .route("/emails", post(send_email))
         .route("/_requests", get(list_requests))
         .with_state(log.clone());
-    serve(router, log).await
+    stand_in(router, log).await
 }
 
 async fn send_email(

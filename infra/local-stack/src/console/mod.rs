@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::standins::{Served, loopback, serve as serve_router};
 use crate::token::TokenSpec;
 
 const INDEX_HTML: &str = include_str!("index.html");
@@ -56,13 +57,7 @@ pub struct ConsoleConfig {
 /// The running console; it stops when dropped.
 pub struct Console {
     pub url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Served,
 }
 
 struct Shared {
@@ -75,9 +70,7 @@ struct Shared {
 
 /// Serves the console on `127.0.0.1:port` (a free port when `None`). Loopback only.
 pub async fn serve(config: ConsoleConfig, port: Option<u16>) -> anyhow::Result<Console> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
-        .await
-        .with_context(|| format!("binding the console to 127.0.0.1:{}", port.unwrap_or(0)))?;
+    let listener = loopback(port).await.context("binding the console")?;
     let port = listener.local_addr()?.port();
     let shared = Arc::new(Shared {
         config,
@@ -87,15 +80,10 @@ pub async fn serve(config: ConsoleConfig, port: Option<u16>) -> anyhow::Result<C
             .build()?,
         hosts: [format!("127.0.0.1:{port}"), format!("localhost:{port}")],
     });
-    let router = router(shared);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            eprintln!("console stopped: {e}");
-        }
-    });
+    let server = serve_router(listener, router(shared), "console")?;
     Ok(Console {
-        url: format!("http://127.0.0.1:{port}/"),
-        task,
+        url: format!("{}/", server.base_url),
+        _server: server,
     })
 }
 
@@ -350,18 +338,52 @@ mod tests {
             .unwrap();
         assert_eq!(config["metaAppSecret"], "meta-secret");
         assert_eq!(config["businesses"][0]["phoneNumberId"], "106540352242922");
-        let token = config["businesses"][0]["token"].as_str().unwrap();
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-        validation.set_audience(&[crate::token::LOCAL_JWT_AUDIENCE]);
-        validation.set_issuer(&[crate::token::LOCAL_JWT_ISSUER]);
-        let claims = jsonwebtoken::decode::<Value>(
-            token,
-            &jsonwebtoken::DecodingKey::from_secret(crate::token::LOCAL_JWT_SECRET.as_bytes()),
-            &validation,
-        )
-        .unwrap()
-        .claims;
-        assert_eq!(claims["org_id"], "demo-shop");
+        let businesses = config["businesses"].as_array().unwrap();
+        assert_eq!(businesses.len(), 1);
+        for business in businesses {
+            let token = business["token"].as_str().unwrap();
+            let workspace = send_api_authenticates(token).await.unwrap();
+            assert_eq!(workspace.as_str(), business["workspace"]);
+        }
+        // The authenticator does check: a token signed with another key is refused.
+        let forged = TokenSpec {
+            secret: "not-the-local-secret",
+            ..TokenSpec::local("demo-shop")
+        }
+        .mint()
+        .unwrap();
+        assert_eq!(
+            send_api_authenticates(&forged).await,
+            Err(shared::dashboard::auth::AuthError::Invalid)
+        );
+    }
+
+    /// Verifies `token` with the send API's own authenticator, configured from the environment
+    /// the local stack gives the function (`token::auth_env`) and the app secret it seeds.
+    async fn send_api_authenticates(
+        token: &str,
+    ) -> Result<shared::ids::WorkspaceId, shared::dashboard::auth::AuthError> {
+        use shared::config::{Env, SendApiConfig};
+        use shared::dashboard::auth::Authenticator;
+        use shared::secrets::{SecretSource, SecretsCache, SecretsError};
+
+        struct LocalAppSecret;
+        impl SecretSource for LocalAppSecret {
+            async fn fetch(&self) -> Result<String, SecretsError> {
+                Ok(json!({ "dashboard_jwt_secret": crate::token::LOCAL_JWT_SECRET }).to_string())
+            }
+        }
+        let mut env = crate::token::auth_env();
+        env.extend(
+            [("APP_SECRET_ID", "app-secret"), ("TABLE_NAME", "app-table")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        let env = Env::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let config = SendApiConfig::from_env(&env).unwrap();
+        let secrets = SecretsCache::new(LocalAppSecret, Duration::from_secs(60));
+        Authenticator::new(config.auth, Arc::new(secrets))
+            .authenticate(Some(&format!("Bearer {token}")))
+            .await
     }
 
     #[tokio::test]
