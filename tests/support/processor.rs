@@ -368,13 +368,23 @@ impl World {
         )
     }
 
-    /// Pumps the queue through the processor until it is empty.
+    /// Pumps the queue through the processor until it is empty, and panics if the processor
+    /// reported any record as failed on the way: a failed record is invisible for the queue's
+    /// visibility timeout, so an empty receive would otherwise hide it. Tests that expect a
+    /// failure drive `bridge().pump_once(0)` and assert its `PumpReport`.
     pub async fn pump(&self) {
         let bridge = self.bridge();
+        let mut failed = 0;
         for _ in 0..20 {
-            if bridge.pump_once(0).await.unwrap().received == 0 {
+            let report = bridge.pump_once(0).await.unwrap();
+            if report.received == 0 {
+                assert_eq!(
+                    failed, 0,
+                    "the processor reported {failed} record(s) as failed (left for redelivery)"
+                );
                 return;
             }
+            failed += report.failed;
         }
         panic!("the queue did not drain");
     }
