@@ -13,7 +13,7 @@ use shared::adapters::resend::ResendClient;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::conversations::model::{Integration, IntegrationStatus, Provider};
 use shared::conversations::store::ContactStore;
-use shared::ids::{PhoneNumberId, WaId};
+use shared::ids::{PhoneNumberId, WaId, WorkspaceId};
 use shared::reminders::run::{ReminderRunner, RunSettings};
 use shared::retry::RetryPolicy;
 use shared::secrets::SecretsCache;
@@ -36,6 +36,7 @@ struct Scene {
     whatsapp: MockServer,
     token_a: String,
     token_b: String,
+    workspace_b: WorkspaceId,
 }
 
 async fn scene() -> Scene {
@@ -78,6 +79,7 @@ async fn scene() -> Scene {
     Scene {
         token_a: token(&a),
         token_b: token(&b),
+        workspace_b: b,
         api,
         whatsapp,
     }
@@ -609,9 +611,21 @@ async fn the_same_idempotency_key_and_body_answer_with_one_reminder_and_another_
     assert_eq!(other.status, 422, "{}", other.body);
     assert_eq!(other.error_code(), "idempotency_key_reused");
 
-    // Another workspace's identical key is its own.
+    // Another workspace's identical key is its own: B, with its own Ana on its own number,
+    // creates a new reminder (not A's, and not a 422 for a reused key).
+    s.api
+        .processor_store
+        .upsert_contact(
+            &s.workspace_b,
+            &PhoneNumberId::parse(NUMBER_B).unwrap(),
+            &WaId::parse(ANA).unwrap(),
+            None,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
     let mut theirs = body.clone();
-    theirs["contactId"] = ANA.into();
+    theirs["channel"]["phoneNumberId"] = NUMBER_B.into();
     let b = s
         .call(
             "POST",
@@ -622,7 +636,9 @@ async fn the_same_idempotency_key_and_body_answer_with_one_reminder_and_another_
             Some("booking-42"),
         )
         .await;
-    assert_eq!(b.status, 400, "B has no such contact: {}", b.body);
+    assert_eq!(b.status, 201, "{}", b.body);
+    assert!(b.json()["id"].is_string(), "{}", b.body);
+    assert_ne!(b.json()["id"], first.json()["id"]);
 
     let another_key = post(body.clone(), "booking-43").await;
     assert_eq!(another_key.status, 201);
