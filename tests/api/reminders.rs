@@ -6,18 +6,12 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use integration_tests::processor::cloud_api;
+use integration_tests::reminders::{Runner, fast_run_settings, reminder_runner};
 use integration_tests::{ApiRequest, default_secrets};
 use serde_json::{Value, json};
-use shared::adapters::dynamo::DynamoStore;
-use shared::adapters::resend::ResendClient;
-use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::conversations::model::{Integration, IntegrationStatus, Provider};
 use shared::conversations::store::ContactStore;
 use shared::ids::{PhoneNumberId, WaId, WorkspaceId};
-use shared::reminders::run::{ReminderRunner, RunSettings};
-use shared::retry::RetryPolicy;
-use shared::secrets::SecretsCache;
-use shared::whatsapp::{WhatsAppClient, WhatsAppConfig};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use wiremock::matchers::{method, path_regex};
@@ -178,37 +172,14 @@ impl Scene {
     }
 
     /// The runner as the `reminders` function builds it, sending to the WhatsApp fake.
-    fn runner(&self) -> ReminderRunner<DynamoStore, SecretsManagerSource, ResendClient> {
-        let whatsapp = WhatsAppClient::new(
-            WhatsAppConfig {
-                kapso_base_url: self.whatsapp.uri(),
-                meta_base_url: self.whatsapp.uri(),
-                graph_version: "v24.0".into(),
-                request_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_millis(200),
-            },
-            RetryPolicy::new(0, Duration::from_millis(1), Duration::from_millis(1)),
-        );
-        let secrets = SecretsCache::new(
-            SecretsManagerSource::new(&self.api.stack.aws, self.api.stack.secret_id()),
-            Duration::from_secs(300),
-        );
+    fn runner(&self) -> Runner {
         // No email reminder here: Resend is unreachable on purpose.
-        let email = ResendClient::new(
-            "http://127.0.0.1:9",
-            "Shop <reminders@example.com>",
-            Duration::from_secs(1),
-        );
-        ReminderRunner::new(
+        reminder_runner(
+            &self.api.stack,
             self.api.processor_store.clone(),
-            whatsapp,
-            email,
-            secrets,
-            RunSettings {
-                stop_claiming_before: Duration::from_millis(600),
-                record_margin: Duration::from_millis(100),
-                ..RunSettings::default()
-            },
+            &self.whatsapp.uri(),
+            "http://127.0.0.1:9",
+            fast_run_settings(),
         )
     }
 
