@@ -13,7 +13,7 @@ use shared::adapters::kapso_platform::KapsoPlatformClient;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::ai::LlmClient;
 use shared::conversations::model::{
-    AiConfig, ContactRef, Integration, IntegrationStatus, Provider,
+    AiConfig, ContactRef, Integration, IntegrationStatus, Provider, ReplyIntent,
 };
 use shared::conversations::processor::{Processor, ProcessorSettings};
 use shared::conversations::store::{ContactStore, ProcessorStore};
@@ -434,6 +434,23 @@ impl World {
         let contact = self.contact(CUSTOMER).await.expect("contact stored");
         ConversationId::parse(dynamo_item::s(&contact, &thread("conversation_id")))
             .expect("a conversation id")
+    }
+
+    /// The stored reply intent `key_or_trigger` names: a whole intent key
+    /// (`<conversation>#<wamid>`, as sent in `biz_opaque_callback_data`), or the wamid of a
+    /// message in the customer's current conversation.
+    pub async fn intent(&self, key_or_trigger: &str) -> Option<dynamo_item::Item> {
+        let intent = match ReplyIntent::parse_key(key_or_trigger) {
+            Some(intent) => intent,
+            None => ReplyIntent {
+                conversation_id: self.conversation_id().await,
+                trigger: Wamid::parse(key_or_trigger).expect("a wamid or an intent key"),
+            },
+        };
+        self.store
+            .raw_item(dynamo::intent_key(&intent))
+            .await
+            .unwrap()
     }
 
     /// Hands the customer's current conversation to a person (or back), through the store as
