@@ -436,6 +436,23 @@ impl World {
             .expect("a conversation id")
     }
 
+    /// Overwrites `workspace`'s AI config with one that cannot be read (a string where a bool
+    /// and a number belong), so a message of that workspace can never be answered.
+    pub async fn corrupt_ai_config(&self, workspace: &WorkspaceId) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let (pk, sk) = dynamo::ai_config_key(workspace);
+        aws_sdk_dynamodb::Client::new(&self.stack.aws)
+            .put_item()
+            .table_name(self.store.table())
+            .item("pk", AttributeValue::S(pk))
+            .item("sk", AttributeValue::S(sk))
+            .item("enabled", AttributeValue::S("tru".into()))
+            .item("grok_weight", AttributeValue::S("fifty".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// The stored reply intent `key_or_trigger` names: a whole intent key
     /// (`<conversation>#<wamid>`, as sent in `biz_opaque_callback_data`), or the wamid of a
     /// message in the customer's current conversation.
