@@ -193,32 +193,13 @@ pub fn build_processor<S: ProcessorStore>(
     settings: ProcessorSettings,
     secrets_aws: &aws_config::SdkConfig,
 ) -> Arc<Processor<S, SecretsManagerSource>> {
-    build_processor_with_timeout(
-        stack,
-        store,
-        whatsapp_url,
-        settings,
-        secrets_aws,
-        Duration::from_secs(5),
-    )
-}
-
-/// [`build_processor`] with the given WhatsApp request timeout.
-pub fn build_processor_with_timeout<S: ProcessorStore>(
-    stack: &TestStack,
-    store: S,
-    whatsapp_url: &str,
-    settings: ProcessorSettings,
-    secrets_aws: &aws_config::SdkConfig,
-    whatsapp_timeout: Duration,
-) -> Arc<Processor<S, SecretsManagerSource>> {
     Arc::new(processor_with_timeout(
         stack,
         store,
         whatsapp_url,
         settings,
         secrets_aws,
-        whatsapp_timeout,
+        Duration::from_secs(5),
     ))
 }
 
