@@ -6,18 +6,12 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use integration_tests::processor::cloud_api;
+use integration_tests::reminders::{Runner, fast_run_settings, reminder_runner};
 use integration_tests::{ApiRequest, default_secrets};
 use serde_json::{Value, json};
-use shared::adapters::dynamo::DynamoStore;
-use shared::adapters::resend::ResendClient;
-use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::conversations::model::{Integration, IntegrationStatus, Provider};
 use shared::conversations::store::ContactStore;
-use shared::ids::{PhoneNumberId, WaId};
-use shared::reminders::run::{ReminderRunner, RunSettings};
-use shared::retry::RetryPolicy;
-use shared::secrets::SecretsCache;
-use shared::whatsapp::{WhatsAppClient, WhatsAppConfig};
+use shared::ids::{PhoneNumberId, WaId, WorkspaceId};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use wiremock::matchers::{method, path_regex};
@@ -36,6 +30,7 @@ struct Scene {
     whatsapp: MockServer,
     token_a: String,
     token_b: String,
+    workspace_b: WorkspaceId,
 }
 
 async fn scene() -> Scene {
@@ -78,6 +73,7 @@ async fn scene() -> Scene {
     Scene {
         token_a: token(&a),
         token_b: token(&b),
+        workspace_b: b,
         api,
         whatsapp,
     }
@@ -176,37 +172,14 @@ impl Scene {
     }
 
     /// The runner as the `reminders` function builds it, sending to the WhatsApp fake.
-    fn runner(&self) -> ReminderRunner<DynamoStore, SecretsManagerSource, ResendClient> {
-        let whatsapp = WhatsAppClient::new(
-            WhatsAppConfig {
-                kapso_base_url: self.whatsapp.uri(),
-                meta_base_url: self.whatsapp.uri(),
-                graph_version: "v24.0".into(),
-                request_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_millis(200),
-            },
-            RetryPolicy::new(0, Duration::from_millis(1), Duration::from_millis(1)),
-        );
-        let secrets = SecretsCache::new(
-            SecretsManagerSource::new(&self.api.stack.aws, self.api.stack.secret_id()),
-            Duration::from_secs(300),
-        );
+    fn runner(&self) -> Runner {
         // No email reminder here: Resend is unreachable on purpose.
-        let email = ResendClient::new(
-            "http://127.0.0.1:9",
-            "Shop <reminders@example.com>",
-            Duration::from_secs(1),
-        );
-        ReminderRunner::new(
+        reminder_runner(
+            &self.api.stack,
             self.api.processor_store.clone(),
-            whatsapp,
-            email,
-            secrets,
-            RunSettings {
-                stop_claiming_before: Duration::from_millis(600),
-                record_margin: Duration::from_millis(100),
-                ..RunSettings::default()
-            },
+            &self.whatsapp.uri(),
+            "http://127.0.0.1:9",
+            fast_run_settings(),
         )
     }
 
@@ -609,9 +582,21 @@ async fn the_same_idempotency_key_and_body_answer_with_one_reminder_and_another_
     assert_eq!(other.status, 422, "{}", other.body);
     assert_eq!(other.error_code(), "idempotency_key_reused");
 
-    // Another workspace's identical key is its own.
+    // Another workspace's identical key is its own: B, with its own Ana on its own number,
+    // creates a new reminder (not A's, and not a 422 for a reused key).
+    s.api
+        .processor_store
+        .upsert_contact(
+            &s.workspace_b,
+            &PhoneNumberId::parse(NUMBER_B).unwrap(),
+            &WaId::parse(ANA).unwrap(),
+            None,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
     let mut theirs = body.clone();
-    theirs["contactId"] = ANA.into();
+    theirs["channel"]["phoneNumberId"] = NUMBER_B.into();
     let b = s
         .call(
             "POST",
@@ -622,7 +607,9 @@ async fn the_same_idempotency_key_and_body_answer_with_one_reminder_and_another_
             Some("booking-42"),
         )
         .await;
-    assert_eq!(b.status, 400, "B has no such contact: {}", b.body);
+    assert_eq!(b.status, 201, "{}", b.body);
+    assert!(b.json()["id"].is_string(), "{}", b.body);
+    assert_ne!(b.json()["id"], first.json()["id"]);
 
     let another_key = post(body.clone(), "booking-43").await;
     assert_eq!(another_key.status, 201);

@@ -290,6 +290,7 @@ async fn the_router_answers_every_generated_request_valid_or_not_as_its_document
     }
     let answered = answered.lock().unwrap();
     let conversation = seeded.path_ids["/v1/conversations/{id}"].as_str().unwrap();
+    let quick_reply = seeded.path_ids["/v1/quick-replies/{id}"].as_str().unwrap();
     for (route, holds) in [
         (format!("GET /v1/conversations/{conversation}"), CUSTOMER),
         (
@@ -302,6 +303,8 @@ async fn the_router_answers_every_generated_request_valid_or_not_as_its_document
             "Asked about delivery",
         ),
         ("GET /v1/conversations".to_owned(), conversation),
+        ("GET /v1/quick-replies".to_owned(), quick_reply),
+        (format!("GET /v1/quick-replies/{quick_reply}"), quick_reply),
     ] {
         assert!(
             answered

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -261,7 +261,12 @@ async fn a_delivered_status_that_comes_while_our_reply_is_being_sent_is_applied_
 
     let reply = invoke(&world.processor, event(vec![record("ask", &ask)]));
     let status_meanwhile = async {
+        let waited = Instant::now();
         while world.sent_texts().await.is_empty() {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "the reply was not sent within 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let response = invoke(&world.processor, event(vec![record("status", &status)])).await;

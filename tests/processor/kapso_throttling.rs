@@ -5,8 +5,7 @@
 use integration_tests::PHONE_NUMBER_ID;
 use integration_tests::processor::dynamo_item::s;
 use integration_tests::processor::{
-    CUSTOMER, Options, envelopes_of, event, failures, invoke, meta_text, record, spawn_world,
-    thread,
+    Options, envelopes_of, event, failures, invoke, meta_text, record, spawn_world,
 };
 use serde_json::{Value, json};
 use shared::conversations::model::Provider;
@@ -42,21 +41,8 @@ async fn kapsos_429_on_a_kapso_number_is_redelivered_and_ends_in_exactly_one_rep
         ["k429"],
         "Retry-After is past the deadline: left for SQS"
     );
-    let contact = world.contact(CUSTOMER).await.unwrap();
-    let intent_key = (
-        format!(
-            "INTENT#{}#wamid.KAPSO429",
-            s(&contact, &thread("conversation_id"))
-        ),
-        "INTENT".to_owned(),
-    );
     assert!(
-        world
-            .store
-            .raw_item(intent_key.clone())
-            .await
-            .unwrap()
-            .is_none(),
+        world.intent("wamid.KAPSO429").await.is_none(),
         "released, not flagged unknown"
     );
 
@@ -84,7 +70,7 @@ async fn kapsos_429_on_a_kapso_number_is_redelivered_and_ends_in_exactly_one_rep
             format!("/meta/whatsapp/v24.0/{PHONE_NUMBER_ID}/messages")
         );
     }
-    let intent = world.store.raw_item(intent_key).await.unwrap().unwrap();
+    let intent = world.intent("wamid.KAPSO429").await.expect("the intent");
     assert_eq!(s(&intent, "state"), "sent");
     assert_eq!(s(&intent, "wamid"), "wamid.REPLY0001");
     let reply = world.message("wamid.REPLY0001").await.expect("stored once");

@@ -1,10 +1,10 @@
 //! An AI answer longer than one WhatsApp text reaches the customer whole: split into several
 //! texts, sent in order under one intent, each stored, and never sent again on redelivery.
 
-use integration_tests::processor::dynamo_item::{Item, n, s};
+use integration_tests::processor::dynamo_item::{n, s};
 use integration_tests::processor::{
-    CloudApi, Options, World, cloud_api, completion, envelopes_of, event, failures, invoke,
-    meta_text, record, spawn_world,
+    CloudApi, Options, cloud_api, completion, envelopes_of, event, failures, invoke, meta_text,
+    record, spawn_world,
 };
 use serde_json::{Value, json};
 use shared::conversations::model::Direction;
@@ -54,15 +54,6 @@ fn assert_is_split_of(parts: &[String], text: &str) {
         rest = rest.trim_start();
     }
     assert!(rest.is_empty(), "nothing is left out: {rest:?}");
-}
-
-async fn intent(world: &World, key: &str) -> Item {
-    world
-        .store
-        .raw_item((format!("INTENT#{key}"), "INTENT".into()))
-        .await
-        .unwrap()
-        .expect("the intent")
 }
 
 #[tokio::test]
@@ -127,7 +118,7 @@ async fn an_ai_answer_longer_than_one_whatsapp_text_is_sent_in_order_as_several_
     let wamids: Vec<String> = (1..=parts.len())
         .map(|i| format!("wamid.REPLY{i:04}"))
         .collect();
-    let intent = intent(&world, &key).await;
+    let intent = world.intent(&key).await.expect("the intent");
     assert_eq!(s(&intent, "state"), "sent");
     assert_eq!(n(&intent, "parts_sent"), Some(parts.len() as i64));
     let listed: Vec<String> = intent["wamids"]
@@ -222,7 +213,7 @@ async fn a_later_part_throttled_past_the_deadline_is_sent_with_the_rest_on_redel
         .as_str()
         .unwrap()
         .to_owned();
-    let interrupted = intent(&world, &key).await;
+    let interrupted = world.intent(&key).await.expect("the intent");
     assert_eq!(s(&interrupted, "state"), "interrupted");
     assert_eq!(n(&interrupted, "parts_sent"), Some(1));
 
@@ -245,7 +236,7 @@ async fn a_later_part_throttled_past_the_deadline_is_sent_with_the_rest_on_redel
     );
     assert_is_split_of(&parts, &answer);
     assert_eq!(world.grok.received_requests().await.unwrap().len(), 1);
-    let settled = intent(&world, &key).await;
+    let settled = world.intent(&key).await.expect("the intent");
     assert_eq!(s(&settled, "state"), "sent");
     assert_eq!(n(&settled, "parts_sent"), Some(parts.len() as i64));
     let conversation = world.conversation_id().await;

@@ -3,32 +3,15 @@
 //! When the API answered 2xx but its body cannot be read, the reply may have gone out: it is
 //! flagged unknown and never sent again.
 
-use integration_tests::processor::dynamo_item::{Item, s};
+use integration_tests::processor::dynamo_item::s;
 use integration_tests::processor::{
-    CUSTOMER, Options, World, build_processor, envelopes_of, event, failures, invoke, meta_text,
-    record, spawn_world, thread,
+    Options, build_processor, envelopes_of, event, failures, invoke, meta_text, record, spawn_world,
 };
 use integration_tests::switching_store::DEAD_ENDPOINT;
 use serde_json::json;
 use shared::conversations::processor::ProcessorSettings;
 use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, ResponseTemplate};
-
-/// The reply intent guarding the answer to `trigger`.
-async fn intent(world: &World, trigger: &str) -> Option<Item> {
-    let contact = world.contact(CUSTOMER).await.expect("contact stored");
-    world
-        .store
-        .raw_item((
-            format!(
-                "INTENT#{}#{trigger}",
-                s(&contact, &thread("conversation_id"))
-            ),
-            "INTENT".into(),
-        ))
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn a_send_whose_connection_cannot_be_opened_releases_the_intent_fails_the_record_and_its_redelivery_sends_one_reply()
@@ -48,7 +31,7 @@ async fn a_send_whose_connection_cannot_be_opened_releases_the_intent_fails_the_
 
     assert_eq!(failures(&first), ["nc-1"], "the record is left for SQS");
     assert!(
-        intent(&world, "wamid.NOCONNECT1").await.is_none(),
+        world.intent("wamid.NOCONNECT1").await.is_none(),
         "the intent is released, not flagged"
     );
     let message = world.message("wamid.NOCONNECT1").await.expect("stored");
@@ -70,7 +53,7 @@ async fn a_send_whose_connection_cannot_be_opened_releases_the_intent_fails_the_
             .unwrap()
             .ends_with("#wamid.NOCONNECT1")
     );
-    let intent = intent(&world, "wamid.NOCONNECT1").await.unwrap();
+    let intent = world.intent("wamid.NOCONNECT1").await.unwrap();
     assert_eq!(s(&intent, "state"), "sent");
     assert_eq!(s(&intent, "wamid"), "wamid.REPLY0001");
 }
@@ -99,7 +82,8 @@ async fn a_2xx_answer_whose_body_is_not_json_flags_the_reply_unknown_and_a_redel
         failures(&first)
     );
     assert_eq!(world.sent_texts().await.len(), 1);
-    let flagged = intent(&world, "wamid.BADBODY1")
+    let flagged = world
+        .intent("wamid.BADBODY1")
         .await
         .expect("the intent is kept");
     assert_eq!(s(&flagged, "state"), "unknown", "{flagged:?}");
@@ -113,7 +97,7 @@ async fn a_2xx_answer_whose_body_is_not_json_flags_the_reply_unknown_and_a_redel
     assert!(failures(&again).is_empty());
     assert_eq!(world.sent_texts().await.len(), 1, "never sent again");
     assert_eq!(
-        s(&intent(&world, "wamid.BADBODY1").await.unwrap(), "state"),
+        s(&world.intent("wamid.BADBODY1").await.unwrap(), "state"),
         "unknown"
     );
 }

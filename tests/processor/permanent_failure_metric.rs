@@ -6,7 +6,6 @@
 
 use std::process::{Command, Stdio};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::moto_endpoint;
 use integration_tests::processor::dynamo_item::s;
 use integration_tests::processor::{
@@ -24,16 +23,7 @@ const CHILD: &str =
 #[ignore = "run in a child process by the PermanentFailure metric test"]
 async fn a_record_under_a_corrupt_ai_config_in_a_child_process() {
     let world = spawn_world(Options::default()).await;
-    let (pk, sk) = dynamo::ai_config_key(&world.workspace);
-    aws_sdk_dynamodb::Client::new(&world.stack.aws)
-        .put_item()
-        .table_name(world.store.table())
-        .item("pk", AttributeValue::S(pk))
-        .item("sk", AttributeValue::S(sk))
-        .item("enabled", AttributeValue::S("tru".into()))
-        .send()
-        .await
-        .unwrap();
+    world.corrupt_ai_config(&world.workspace).await;
     let envelope = envelopes_of(&meta_text("wamid.METRIC1", "Hello?")).remove(0);
 
     let response = invoke(&world.processor, event(vec![record("m-1", &envelope)])).await;

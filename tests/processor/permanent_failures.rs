@@ -2,7 +2,6 @@
 //! acknowledged: it holds up neither the other conversations of its batch nor the later messages
 //! of its own conversation once the item is repaired.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::PHONE_NUMBER_ID;
 use integration_tests::processor::completion;
 use integration_tests::processor::dynamo_item::s;
@@ -67,28 +66,12 @@ async fn seed_second_workspace(world: &World) -> (WorkspaceId, Integration, AiCo
     (workspace, integration, ai)
 }
 
-/// Overwrites the workspace's AI config with attributes of the wrong type, as a bad hand edit or
-/// a half-migrated item would leave them.
-async fn corrupt_ai_config(world: &World, workspace: &WorkspaceId) {
-    let (pk, sk) = dynamo::ai_config_key(workspace);
-    aws_sdk_dynamodb::Client::new(&world.stack.aws)
-        .put_item()
-        .table_name(world.store.table())
-        .item("pk", AttributeValue::S(pk))
-        .item("sk", AttributeValue::S(sk))
-        .item("enabled", AttributeValue::S("tru".into()))
-        .item("grok_weight", AttributeValue::S("fifty".into()))
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_corrupt_ai_config_is_kept_as_a_failed_event_without_delaying_another_workspace_or_the_conversations_next_message()
  {
     let world = spawn_world(Options::default()).await;
     let (broken_ws, broken_integration, ai) = seed_second_workspace(&world).await;
-    corrupt_ai_config(&world, &broken_ws).await;
+    world.corrupt_ai_config(&broken_ws).await;
     let broken_payload = to_number(
         meta_texts(&[("wamid.BROKEN1", BROKEN_CUSTOMER, "Is the shop open?", now())]),
         BROKEN_NUMBER,

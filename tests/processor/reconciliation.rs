@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use integration_tests::processor::dynamo_item::{Item, s};
+use integration_tests::processor::dynamo_item::s;
 use integration_tests::processor::{
     CUSTOMER, Options, World, meta_status, now, spawn_world, thread, to_number,
 };
@@ -14,7 +14,7 @@ use shared::conversations::model::{
 };
 use shared::conversations::store::ReplyStore;
 use shared::envelope::Source;
-use shared::ids::{ConversationId, PhoneNumberId, WaId, Wamid};
+use shared::ids::{PhoneNumberId, WaId, Wamid};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use wiremock::matchers::{body_partial_json, method};
@@ -24,20 +24,6 @@ use wiremock::{Mock, ResponseTemplate};
 const SECOND_NUMBER: &str = "106540352244444";
 /// Another customer of the same number.
 const OTHER_CUSTOMER: &str = "16505559999";
-
-async fn conversation_id(world: &World) -> String {
-    let contact = world.contact(CUSTOMER).await.expect("contact stored");
-    s(&contact, &thread("conversation_id")).to_owned()
-}
-
-async fn intent(world: &World, key: &str) -> Item {
-    world
-        .store
-        .raw_item((format!("INTENT#{key}"), "INTENT".into()))
-        .await
-        .unwrap()
-        .expect("the intent is kept")
-}
 
 async fn answered_through(world: &World) -> OffsetDateTime {
     let contact = world.contact(CUSTOMER).await.unwrap();
@@ -64,8 +50,14 @@ async fn unknown_reply(world: &World, trigger: &str, at: i64) -> String {
         )]))
         .await;
     world.pump().await;
-    let key = format!("{}#{trigger}", conversation_id(world).await);
-    assert_eq!(s(&intent(world, &key).await, "state"), "unknown");
+    let key = format!("{}#{trigger}", world.conversation_id().await.as_str());
+    assert_eq!(
+        s(
+            &world.intent(&key).await.expect("the intent is kept"),
+            "state"
+        ),
+        "unknown"
+    );
     key
 }
 
@@ -110,7 +102,7 @@ async fn a_status_naming_an_unknown_reply_from_another_number_or_for_another_cus
         .await;
     world.pump().await;
 
-    let still = intent(&world, &key).await;
+    let still = world.intent(&key).await.expect("the intent is kept");
     assert_eq!(s(&still, "state"), "unknown", "{still:?}");
     assert!(!still.contains_key("wamid"), "{still:?}");
     assert!(world.message("wamid.WRONGNUMBER").await.is_none());
@@ -126,7 +118,7 @@ async fn a_status_naming_an_unknown_reply_from_another_number_or_for_another_cus
         .await;
     world.pump().await;
 
-    let reconciled = intent(&world, &key).await;
+    let reconciled = world.intent(&key).await.expect("the intent is kept");
     assert_eq!(s(&reconciled, "state"), "sent");
     assert_eq!(s(&reconciled, "wamid"), "wamid.RIGHTONE");
     let reply = world.message("wamid.RIGHTONE").await.expect("stored");
@@ -169,7 +161,13 @@ async fn reconciling_a_reply_to_an_older_message_after_a_newer_one_was_answered_
         .await;
     world.pump().await;
 
-    assert_eq!(s(&intent(&world, &key).await, "state"), "sent");
+    assert_eq!(
+        s(
+            &world.intent(&key).await.expect("the intent is kept"),
+            "state"
+        ),
+        "sent"
+    );
     assert!(world.message("wamid.LATELANDED").await.is_some());
     assert_eq!(
         answered_through(&world).await,
@@ -195,7 +193,7 @@ async fn a_reply_recorded_late_for_an_older_trigger_never_moves_answered_through
     assert_eq!(answered_through(&world).await, newer_at);
 
     // A slower invocation recording its reply to an older message of the same conversation.
-    let conversation = ConversationId::parse(conversation_id(&world).await).unwrap();
+    let conversation = world.conversation_id().await;
     let intent = ReplyIntent {
         conversation_id: conversation.clone(),
         trigger: Wamid::parse("wamid.ANSWEREDLATE").unwrap(),
@@ -226,7 +224,13 @@ async fn a_reply_recorded_late_for_an_older_trigger_never_moves_answered_through
 
     assert!(world.message("wamid.LATEREPLY").await.is_some());
     assert_eq!(
-        s(&self::intent(&world, &intent.key()).await, "state"),
+        s(
+            &world
+                .intent(&intent.key())
+                .await
+                .expect("the intent is kept"),
+            "state"
+        ),
         "sent"
     );
     assert_eq!(answered_through(&world).await, newer_at);
@@ -255,7 +259,13 @@ async fn a_reconciled_reply_moves_answered_through_to_the_time_of_the_message_it
         .await;
     world.pump().await;
 
-    assert_eq!(s(&intent(&world, &key).await, "state"), "sent");
+    assert_eq!(
+        s(
+            &world.intent(&key).await.expect("the intent is kept"),
+            "state"
+        ),
+        "sent"
+    );
     // A message the customer sent after `asked` (while the reply was being written) is not
     // covered by this reply, and must still count as unanswered.
     assert_eq!(

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use integration_tests::PHONE_NUMBER_ID;
-use integration_tests::processor::dynamo_item::{Item, n, s};
-use integration_tests::processor::{CUSTOMER, Options, World, meta_text, spawn_world, thread};
+use integration_tests::processor::dynamo_item::{n, s};
+use integration_tests::processor::{Options, World, meta_text, spawn_world};
 use local_stack::bridge::PumpReport;
 use serde_json::json;
 use shared::conversations::model::{Direction, Provider};
 use shared::conversations::store::{MessageStore, TenantStore};
-use shared::ids::{ConversationId, PhoneNumberId};
+use shared::ids::PhoneNumberId;
 use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -42,30 +42,11 @@ const ONE_DELIVERED_AND_DELETED: PumpReport = PumpReport {
     deleted: 1,
 };
 
-/// The contact's current conversation.
-async fn conversation_of(world: &World) -> ConversationId {
-    let contact = world.contact(CUSTOMER).await.expect("contact stored");
-    ConversationId::parse(s(&contact, &thread("conversation_id"))).expect("a conversation id")
-}
-
-/// The reply intent guarding the answer to `trigger`.
-async fn intent(world: &World, trigger: &str) -> Option<Item> {
-    let conversation = conversation_of(world).await;
-    world
-        .store
-        .raw_item((
-            format!("INTENT#{}#{trigger}", conversation.as_str()),
-            "INTENT".into(),
-        ))
-        .await
-        .unwrap()
-}
-
 /// The wamids of the outbound messages stored in the contact's conversation.
 async fn stored_replies(world: &World) -> Vec<String> {
     world
         .store
-        .history(&conversation_of(world).await, 50)
+        .history(&world.conversation_id().await, 50)
         .await
         .unwrap()
         .into_iter()
@@ -109,7 +90,8 @@ async fn a_reply_outside_the_24_hour_window_is_recorded_as_failed_without_a_retr
 
     assert_eq!(report, ONE_DELIVERED_AND_DELETED, "the batch does not fail");
     assert_eq!(world.sent_texts().await.len(), 1, "no retry");
-    let intent = intent(&world, "wamid.LATE1")
+    let intent = world
+        .intent("wamid.LATE1")
         .await
         .expect("the intent is kept");
     assert_eq!(s(&intent, "state"), "failed");
@@ -216,7 +198,7 @@ async fn throttling_that_outlasts_the_retries_releases_the_intent_and_fails_the_
         "the first send and the harness policy's three retries"
     );
     assert!(
-        intent(&world, "wamid.THROTTLED2").await.is_none(),
+        world.intent("wamid.THROTTLED2").await.is_none(),
         "the intent is released"
     );
     assert!(stored_replies(&world).await.is_empty());
@@ -227,7 +209,7 @@ async fn throttling_that_outlasts_the_retries_releases_the_intent_and_fails_the_
     assert_eq!(redelivery, ONE_DELIVERED_AND_DELETED);
     assert_eq!(world.sent_texts().await.len(), 5, "one more send, accepted");
     assert_eq!(stored_replies(&world).await, ["wamid.REPLY0001"]);
-    let intent = intent(&world, "wamid.THROTTLED2").await.unwrap();
+    let intent = world.intent("wamid.THROTTLED2").await.unwrap();
     assert_eq!(s(&intent, "state"), "sent");
 }
 

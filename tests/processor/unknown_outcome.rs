@@ -3,17 +3,12 @@
 
 use integration_tests::processor::dynamo_item::{n, s};
 use integration_tests::processor::{
-    CUSTOMER, Options, envelopes_of, event, failures, invoke, meta_status, meta_text, now, record,
-    spawn_world, thread,
+    Options, envelopes_of, event, failures, invoke, meta_status, meta_text, now, record,
+    spawn_world,
 };
 use serde_json::json;
 use wiremock::matchers::{body_partial_json, method};
 use wiremock::{Mock, ResponseTemplate};
-
-async fn intent_key(world: &integration_tests::processor::World, trigger: &str) -> String {
-    let contact = world.contact(CUSTOMER).await.unwrap();
-    format!("{}#{trigger}", s(&contact, &thread("conversation_id")))
-}
 
 #[tokio::test]
 async fn a_reply_whose_send_fails_ambiguously_is_flagged_and_never_sent_again() {
@@ -33,12 +28,9 @@ async fn a_reply_whose_send_fails_ambiguously_is_flagged_and_never_sent_again() 
         "a 503 on a send is not retried"
     );
 
-    let key = intent_key(&world, "wamid.AMBIG1").await;
     let intent = world
-        .store
-        .raw_item((format!("INTENT#{key}"), "INTENT".into()))
+        .intent("wamid.AMBIG1")
         .await
-        .unwrap()
         .expect("the intent is kept");
     assert_eq!(s(&intent, "state"), "unknown");
 
@@ -62,7 +54,7 @@ async fn the_status_of_a_reply_with_an_unknown_outcome_reconciles_it() {
         .deliver_meta(&meta_text("wamid.AMBIG2", "Hello?"))
         .await;
     world.pump().await;
-    let key = intent_key(&world, "wamid.AMBIG2").await;
+    let key = format!("{}#wamid.AMBIG2", world.conversation_id().await.as_str());
 
     // The message did land after all: Meta reports it, echoing our callback data.
     let status = meta_status(
@@ -85,12 +77,7 @@ async fn the_status_of_a_reply_with_an_unknown_outcome_reconciles_it() {
         !s(&reply, "text").is_empty(),
         "the reply's text comes from the intent's draft"
     );
-    let intent = world
-        .store
-        .raw_item((format!("INTENT#{key}"), "INTENT".into()))
-        .await
-        .unwrap()
-        .unwrap();
+    let intent = world.intent(&key).await.expect("the intent is kept");
     assert_eq!(s(&intent, "state"), "sent");
     assert_eq!(s(&intent, "wamid"), "wamid.LANDED1");
     assert_eq!(

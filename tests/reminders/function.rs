@@ -24,7 +24,7 @@ async fn invoke(
         .as_millis() as u64;
     context.deadline = now + u64::try_from(time_left.as_millis()).unwrap();
     let event = lambda_runtime::LambdaEvent::new(payload, context);
-    reminders::handle(Arc::new(world.runner(fast())), event)
+    reminders::handle(Arc::new(world.runner(fast_run_settings())), event)
         .await
         .map_err(|e| e.to_string())
 }

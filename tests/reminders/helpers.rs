@@ -8,23 +8,18 @@ use integration_tests::processor::cloud_api;
 use integration_tests::{TestStack, spawn_stack_with, unique_name};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::{DynamoStore, contact_key, thread_attr};
-use shared::adapters::resend::ResendClient;
-use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::conversations::model::{Integration, IntegrationStatus, Provider};
 use shared::ids::{PhoneNumberId, WaId, WorkspaceId};
 use shared::reminders::model::{
     EmailAddress, NewReminder, Reminder, ReminderChannel, ReminderId, TemplateSpec,
 };
-use shared::reminders::run::{ReminderRunner, RunSettings, RunSummary};
+use shared::reminders::run::{RunSettings, RunSummary};
 use shared::reminders::store::{Created, ReminderStore};
-use shared::retry::RetryPolicy;
-use shared::secrets::SecretsCache;
-use shared::whatsapp::{WhatsAppClient, WhatsAppConfig};
 use time::OffsetDateTime;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-pub type Runner = ReminderRunner<DynamoStore, SecretsManagerSource, ResendClient>;
+pub use integration_tests::reminders::{Runner, fast_run_settings, reminder_runner};
 
 pub const CUSTOMER: &str = "16505551234";
 
@@ -112,27 +107,13 @@ impl World {
     }
 
     pub fn runner(&self, settings: RunSettings) -> Runner {
-        let whatsapp = WhatsAppClient::new(
-            WhatsAppConfig {
-                kapso_base_url: self.whatsapp.uri(),
-                meta_base_url: self.whatsapp.uri(),
-                graph_version: "v24.0".into(),
-                request_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_millis(200),
-            },
-            // No retries inside one send: the run's own retry (back to pending) is under test.
-            RetryPolicy::new(0, Duration::from_millis(1), Duration::from_millis(1)),
-        );
-        let secrets = SecretsCache::new(
-            SecretsManagerSource::new(&self.stack.aws, self.stack.secret_id()),
-            Duration::from_secs(300),
-        );
-        let email = ResendClient::new(
-            self.resend.uri(),
-            "Shop <reminders@example.com>",
-            Duration::from_secs(2),
-        );
-        ReminderRunner::new(self.store.clone(), whatsapp, email, secrets, settings)
+        reminder_runner(
+            &self.stack,
+            self.store.clone(),
+            &self.whatsapp.uri(),
+            &self.resend.uri(),
+            settings,
+        )
     }
 
     /// Stores a reminder due at `due_at` (in the past is fine: it is due).
@@ -250,20 +231,6 @@ pub fn email_channel() -> ReminderChannel {
         to: EmailAddress::parse("ana@example.com").unwrap(),
         subject: "Your appointment".into(),
         body: "See you on Tuesday at 10:00.".into(),
-    }
-}
-
-/// Settings for tests: fast backoff, a short stop-claiming margin.
-pub fn fast() -> RunSettings {
-    RunSettings {
-        backoff_first: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(400),
-        // A send is only attempted with the client's connect timeout (200 ms) plus 250 ms left,
-        // after the record margin: claiming stops with room for both.
-        stop_claiming_before: Duration::from_millis(600),
-        record_margin: Duration::from_millis(100),
-        lease_grace: Duration::from_millis(200),
-        ..RunSettings::default()
     }
 }
 

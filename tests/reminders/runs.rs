@@ -15,6 +15,19 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::*;
 
+#[test]
+fn the_fast_settings_stop_claiming_with_room_for_a_send_attempt_and_its_record() {
+    let settings = fast_run_settings();
+    let needed = settings.record_margin
+        + integration_tests::reminders::CONNECT_TIMEOUT
+        + shared::whatsapp::MIN_ATTEMPT_TIME;
+    assert!(
+        settings.stop_claiming_before >= needed,
+        "stop_claiming_before {:?} < {needed:?}: a claimed reminder could never be sent",
+        settings.stop_claiming_before
+    );
+}
+
 #[tokio::test]
 async fn a_thousand_due_reminders_across_workspaces_are_each_sent_exactly_once_across_short_runs() {
     let _turn = HEAVY.lock().await;
@@ -40,7 +53,7 @@ async fn a_thousand_due_reminders_across_workspaces_are_each_sent_exactly_once_a
     let runner = world.runner(RunSettings {
         concurrency: 8,
         page_size: 25,
-        ..fast()
+        ..fast_run_settings()
     });
     let mut runs = 0;
     let mut sent = 0;
@@ -101,8 +114,8 @@ async fn two_concurrent_runs_over_the_same_due_set_send_each_reminder_once() {
             .await;
         ids.push(r.id);
     }
-    let a = world.runner(fast());
-    let b = world.runner(fast());
+    let a = world.runner(fast_run_settings());
+    let b = world.runner(fast_run_settings());
     let (sa, sb) = tokio::join!(run_for(&a, 20.0), run_for(&b, 20.0));
     assert_eq!(sa.sent + sb.sent, 60, "{sa:?} {sb:?}");
     assert_eq!(sa.claimed + sb.claimed, 60);
@@ -128,7 +141,7 @@ async fn a_throttled_send_goes_back_to_pending_with_backoff_and_is_sent_by_a_lat
     let r = world.due_reminder(template_channel(world.pn())).await;
     let runner = world.runner(RunSettings {
         backoff_first: Duration::from_secs(1),
-        ..fast()
+        ..fast_run_settings()
     });
 
     let first = run_for(&runner, 5.0).await;
@@ -166,14 +179,14 @@ async fn a_non_retryable_error_fails_the_reminder_at_once_with_the_reason() {
         .mount(&world.whatsapp)
         .await;
     let r = world.due_reminder(template_channel(world.pn())).await;
-    let summary = run_for(&world.runner(fast()), 5.0).await;
+    let summary = run_for(&world.runner(fast_run_settings()), 5.0).await;
     assert_eq!((summary.claimed, summary.failed), (1, 1));
     let failed = world.get(&r.id).await;
     assert_eq!(failed.status, ReminderStatus::Failed);
     assert_eq!(failed.attempts, 1);
     assert!(failed.last_error.unwrap().contains("132001"));
     // Failed reminders leave the due index: the next run sends nothing more.
-    run_for(&world.runner(fast()), 5.0).await;
+    run_for(&world.runner(fast_run_settings()), 5.0).await;
     assert_eq!(world.whatsapp.received_requests().await.unwrap().len(), 1);
 }
 
@@ -190,7 +203,7 @@ async fn a_reminder_that_keeps_failing_retryably_fails_when_its_attempts_run_out
     let r = world.due_reminder(email_channel()).await;
     let runner = world.runner(RunSettings {
         max_attempts: 3,
-        ..fast()
+        ..fast_run_settings()
     });
     for _ in 0..3 {
         run_for(&runner, 5.0).await;
@@ -229,7 +242,7 @@ async fn a_reminder_cancelled_before_the_run_is_not_sent_and_a_sent_one_cannot_b
         .unwrap();
     assert!(matches!(outcome, Cancelled::Cancelled(r) if r.status == ReminderStatus::Cancelled));
 
-    let summary = run_for(&world.runner(fast()), 5.0).await;
+    let summary = run_for(&world.runner(fast_run_settings()), 5.0).await;
     assert_eq!(summary.sent, 1);
     let sends = world.whatsapp_sends().await;
     assert!(!sends.contains_key(cancelled.id.as_str()));
@@ -261,7 +274,7 @@ async fn a_text_reminder_inside_the_window_is_sent_as_text() {
         )
         .await;
     let r = world.due_reminder(text_channel(&world, true)).await;
-    run_for(&world.runner(fast()), 5.0).await;
+    run_for(&world.runner(fast_run_settings()), 5.0).await;
     let sends = world.whatsapp_sends().await;
     assert_eq!(sends[r.id.as_str()][0]["type"], "text");
     assert_eq!(
@@ -281,7 +294,7 @@ async fn a_text_reminder_outside_the_window_falls_back_to_its_template() {
         )
         .await;
     let r = world.due_reminder(text_channel(&world, true)).await;
-    run_for(&world.runner(fast()), 5.0).await;
+    run_for(&world.runner(fast_run_settings()), 5.0).await;
     let sends = world.whatsapp_sends().await;
     let body = &sends[r.id.as_str()][0];
     assert_eq!(body["type"], "template");
@@ -295,7 +308,7 @@ async fn a_text_reminder_outside_the_window_without_a_template_fails_clearly_uns
     world.answer_everything().await;
     world.contact(false, None).await;
     let r = world.due_reminder(text_channel(&world, false)).await;
-    run_for(&world.runner(fast()), 5.0).await;
+    run_for(&world.runner(fast_run_settings()), 5.0).await;
     let failed = world.get(&r.id).await;
     assert_eq!(failed.status, ReminderStatus::Failed);
     assert!(failed.last_error.unwrap().contains("24-hour"));
@@ -308,7 +321,7 @@ async fn a_reminder_to_an_opted_out_contact_is_not_sent_and_says_why() {
     world.answer_everything().await;
     world.contact(true, None).await;
     let r = world.due_reminder(template_channel(world.pn())).await;
-    let summary = run_for(&world.runner(fast()), 5.0).await;
+    let summary = run_for(&world.runner(fast_run_settings()), 5.0).await;
     assert_eq!(summary.failed, 1);
     let skipped = world.get(&r.id).await;
     assert_eq!(skipped.status, ReminderStatus::Failed);
@@ -333,7 +346,7 @@ async fn a_due_time_given_in_another_timezone_fires_at_its_utc_instant() {
     assert_eq!(r.due_at.offset(), time::UtcOffset::UTC);
     assert_eq!(r.due_at, at.replace_nanosecond(0).unwrap());
 
-    let runner = world.runner(fast());
+    let runner = world.runner(fast_run_settings());
     assert_eq!(run_for(&runner, 5.0).await.sent, 0, "not due yet");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(run_for(&runner, 5.0).await.sent, 1);
@@ -353,7 +366,7 @@ async fn a_claim_whose_run_died_mid_send_is_flagged_for_review_never_resent() {
         .await
         .unwrap();
     assert!(claimed.is_some());
-    let runner = world.runner(fast());
+    let runner = world.runner(fast_run_settings());
     let live = run_for(&runner, 5.0).await;
     assert_eq!(
         (live.claimed, live.review),
@@ -380,12 +393,12 @@ async fn a_whatsapp_send_that_times_out_is_flagged_for_review_not_retried() {
         .mount(&world.whatsapp)
         .await;
     let r = world.due_reminder(template_channel(world.pn())).await;
-    let summary = run_for(&world.runner(fast()), 6.0).await;
+    let summary = run_for(&world.runner(fast_run_settings()), 6.0).await;
     assert_eq!((summary.claimed, summary.review), (1, 1));
     let flagged = world.get(&r.id).await;
     assert_eq!(flagged.status, ReminderStatus::Sending);
     assert!(flagged.review.is_some());
-    run_for(&world.runner(fast()), 5.0).await;
+    run_for(&world.runner(fast_run_settings()), 5.0).await;
     assert_eq!(world.whatsapp.received_requests().await.unwrap().len(), 1);
 }
 
@@ -394,7 +407,10 @@ async fn an_email_reminder_goes_through_resend_with_the_key_and_an_idempotency_k
     let world = spawn_world(1).await;
     world.answer_everything().await;
     let r = world.due_reminder(email_channel()).await;
-    assert_eq!(run_for(&world.runner(fast()), 5.0).await.sent, 1);
+    assert_eq!(
+        run_for(&world.runner(fast_run_settings()), 5.0).await.sent,
+        1
+    );
     let emails = world.emails().await;
     let request = &emails[&format!("reminder-{}", r.id)][0];
     assert_eq!(

@@ -185,6 +185,7 @@ pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<Rece
 }
 
 pub mod processor;
+pub mod reminders;
 pub mod switching_store;
 
 // ----- fixtures and requests ------------------------------------------------------------------

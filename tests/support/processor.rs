@@ -13,7 +13,7 @@ use shared::adapters::kapso_platform::KapsoPlatformClient;
 use shared::adapters::secrets_manager::SecretsManagerSource;
 use shared::ai::LlmClient;
 use shared::conversations::model::{
-    AiConfig, ContactRef, Integration, IntegrationStatus, Provider,
+    AiConfig, ContactRef, Integration, IntegrationStatus, Provider, ReplyIntent,
 };
 use shared::conversations::processor::{Processor, ProcessorSettings};
 use shared::conversations::store::{ContactStore, ProcessorStore};
@@ -193,32 +193,13 @@ pub fn build_processor<S: ProcessorStore>(
     settings: ProcessorSettings,
     secrets_aws: &aws_config::SdkConfig,
 ) -> Arc<Processor<S, SecretsManagerSource>> {
-    build_processor_with_timeout(
-        stack,
-        store,
-        whatsapp_url,
-        settings,
-        secrets_aws,
-        Duration::from_secs(5),
-    )
-}
-
-/// [`build_processor`] with the given WhatsApp request timeout.
-pub fn build_processor_with_timeout<S: ProcessorStore>(
-    stack: &TestStack,
-    store: S,
-    whatsapp_url: &str,
-    settings: ProcessorSettings,
-    secrets_aws: &aws_config::SdkConfig,
-    whatsapp_timeout: Duration,
-) -> Arc<Processor<S, SecretsManagerSource>> {
     Arc::new(processor_with_timeout(
         stack,
         store,
         whatsapp_url,
         settings,
         secrets_aws,
-        whatsapp_timeout,
+        Duration::from_secs(5),
     ))
 }
 
@@ -368,13 +349,23 @@ impl World {
         )
     }
 
-    /// Pumps the queue through the processor until it is empty.
+    /// Pumps the queue through the processor until it is empty, and panics if the processor
+    /// reported any record as failed on the way: a failed record is invisible for the queue's
+    /// visibility timeout, so an empty receive would otherwise hide it. Tests that expect a
+    /// failure drive `bridge().pump_once(0)` and assert its `PumpReport`.
     pub async fn pump(&self) {
         let bridge = self.bridge();
+        let mut failed = 0;
         for _ in 0..20 {
-            if bridge.pump_once(0).await.unwrap().received == 0 {
+            let report = bridge.pump_once(0).await.unwrap();
+            if report.received == 0 {
+                assert_eq!(
+                    failed, 0,
+                    "the processor reported {failed} record(s) as failed (left for redelivery)"
+                );
                 return;
             }
+            failed += report.failed;
         }
         panic!("the queue did not drain");
     }
@@ -424,6 +415,40 @@ impl World {
         let contact = self.contact(CUSTOMER).await.expect("contact stored");
         ConversationId::parse(dynamo_item::s(&contact, &thread("conversation_id")))
             .expect("a conversation id")
+    }
+
+    /// Overwrites `workspace`'s AI config with one that cannot be read (a string where a bool
+    /// and a number belong), so a message of that workspace can never be answered.
+    pub async fn corrupt_ai_config(&self, workspace: &WorkspaceId) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let (pk, sk) = dynamo::ai_config_key(workspace);
+        aws_sdk_dynamodb::Client::new(&self.stack.aws)
+            .put_item()
+            .table_name(self.store.table())
+            .item("pk", AttributeValue::S(pk))
+            .item("sk", AttributeValue::S(sk))
+            .item("enabled", AttributeValue::S("tru".into()))
+            .item("grok_weight", AttributeValue::S("fifty".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The stored reply intent `key_or_trigger` names: a whole intent key
+    /// (`<conversation>#<wamid>`, as sent in `biz_opaque_callback_data`), or the wamid of a
+    /// message in the customer's current conversation.
+    pub async fn intent(&self, key_or_trigger: &str) -> Option<dynamo_item::Item> {
+        let intent = match ReplyIntent::parse_key(key_or_trigger) {
+            Some(intent) => intent,
+            None => ReplyIntent {
+                conversation_id: self.conversation_id().await,
+                trigger: Wamid::parse(key_or_trigger).expect("a wamid or an intent key"),
+            },
+        };
+        self.store
+            .raw_item(dynamo::intent_key(&intent))
+            .await
+            .unwrap()
     }
 
     /// Hands the customer's current conversation to a person (or back), through the store as
